@@ -55,7 +55,13 @@ __all__ = [
     "register_policy_loss",
 ]
 
-LOSS_AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+LOSS_AGG_MODES = (
+    "token-mean",
+    "token-sum",
+    "seq-mean-token-sum",
+    "seq-mean-token-mean",
+    "seq-mean-token-sum-norm",
+)
 # A trailing "+" (e.g. "k3+") selects the straight-through variant: forward value of the named
 # estimator, gradient of k2 (see kl_penalty).
 KL_PENALTY_KINDS = ("kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3")
@@ -221,7 +227,9 @@ def compute_grpo_advantages(
 def broadcast_to_tokens(advantages: Tensor, mask: Tensor) -> Tensor:
     """``A[b, t] = A[b] * mask[b, t]``: a sequence's advantage on each of its response tokens."""
     if advantages.dim() != 1 or mask.dim() != 2 or mask.shape[0] != advantages.shape[0]:
-        raise ValueError(f"need advantages [B] and mask [B, T], got {tuple(advantages.shape)}, {tuple(mask.shape)}")
+        raise ValueError(
+            f"need advantages [B] and mask [B, T], got {tuple(advantages.shape)}, {tuple(mask.shape)}"
+        )
     return advantages.unsqueeze(-1) * mask.to(advantages.dtype)
 
 
@@ -398,7 +406,9 @@ def _kl_value(log_prob: Tensor, ref_log_prob: Tensor, kind: str) -> Tensor:
     if kind in ("low_var_kl", "k3"):
         u = torch.clamp(ref_log_prob - log_prob, -_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
         return torch.clamp(torch.exp(u) - u - 1.0, -_K3_CLAMP, _K3_CLAMP)
-    raise ValueError(f"unknown kl penalty {kind!r}: allowed {KL_PENALTY_KINDS} (optionally with a trailing '+')")
+    raise ValueError(
+        f"unknown kl penalty {kind!r}: allowed {KL_PENALTY_KINDS} (optionally with a trailing '+')"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,11 +433,15 @@ def compute_actor_loss(
     term when ``entropy`` is None or ``entropy_coeff == 0``. Stats add ``pg_loss``, ``kl_loss``,
     ``entropy`` (when computed).
     """
-    pg_loss, stats = get_policy_loss(config.policy_loss)(log_prob, old_log_prob, advantages, response_mask, config)
+    pg_loss, stats = get_policy_loss(config.policy_loss)(
+        log_prob, old_log_prob, advantages, response_mask, config
+    )
     stats = {**stats, "pg_loss": pg_loss.detach()}
     loss = pg_loss
     if ref_log_prob is not None and config.kl_loss_coef != 0.0:
-        kl = agg_loss(kl_penalty(log_prob, ref_log_prob, config.kl_loss_type), response_mask, config.loss_agg_mode)
+        kl = agg_loss(
+            kl_penalty(log_prob, ref_log_prob, config.kl_loss_type), response_mask, config.loss_agg_mode
+        )
         loss = loss + config.kl_loss_coef * kl
         stats["kl_loss"] = kl.detach()
     if entropy is not None and config.entropy_coeff != 0.0:
