@@ -1,0 +1,1 @@
+"""SofT-GRPO training: reference PyTorch trainer, tasks and a verl plug-in."""

@@ -1,0 +1,1 @@
+"""Synthetic verifiable reasoning tasks (datasets with exact answers and SFT scratchpads)."""
