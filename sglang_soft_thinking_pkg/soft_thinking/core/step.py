@@ -1,0 +1,219 @@
+"""One decoding step for a batch: soft (thinking) and discrete (answer) rows together.
+
+:func:`soft_step` (spec §1 steps 1-7), for a row in the thinking phase::
+
+    p   = softmax(z / T)                       (T = 1 for greedy rows)
+    c, p~ = the K best filtered candidates      (sampling.filtered_candidates)
+    q   = noise.draw(p~)                        (noise.py; "none" for greedy rows)
+    w   = noise.weights(q)                      (softmax(q / tau_g) for gumbel)
+    token = c[argmax q],  H = -sum p log p,  log pi = density of q (logprob.py)
+
+Candidates are stored sorted by ``q`` (= by weight), descending, so ``ids[:, 0]`` is the
+visible token.
+
+:func:`discrete_step`: inverse-CDF sampling (or argmax for T = 0) from the filtered
+distribution; ``ids = [token, 0, ...]``, ``q = 0``, ``w = [1, 0, ...]``, ``log pi = log p[token]``.
+
+:func:`decode_step` puts them together with a :class:`PhaseTracker`: thinking rows take soft
+steps, answer rows discrete steps with the ``after_thinking_*`` settings, forced rows (Cold
+Stop) emit the think-end pieces, and the step that completes the think-end is made discrete.
+The next input of every row is ``mix_embeddings(E, ids, weights)`` (exactly ``E[token]`` for a
+discrete row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from soft_thinking.core.logprob import LogProbOptions, step_logprobs
+from soft_thinking.core.noise import NoiseParams, get_noise, row_uniform
+from soft_thinking.core.phase import PhaseTracker
+from soft_thinking.core.sampling import (
+    SamplingTensors,
+    entropy_from_log_probs,
+    filtered_candidates,
+    filtered_sorted,
+    sample_from_sorted,
+    scaled_log_probs,
+)
+
+
+@dataclass
+class StepResult:
+    """What one step produced for each row of the batch."""
+
+    tokens: Tensor  # int64 [B] visible token
+    ids: Tensor  # int64 [B, K] candidates (sorted by weight, desc); discrete: [token, 0, ...]
+    q: Tensor  # float32 [B, K] stored noise value (see noise.py); discrete: 0
+    weights: Tensor  # float32 [B, K] mixture weights; discrete: one-hot at position 0
+    soft: Tensor  # bool [B]
+    logprobs: Tensor  # float32 [B] rollout log-prob of the step (logprob.py)
+    token_logprobs: Tensor  # float32 [B] log softmax(z / T)[token]
+    entropy: Tensor  # float32 [B] entropy of the unfiltered distribution
+    n_kept: Tensor  # int64 [B] candidates that survived filtering (1 for discrete steps)
+
+    @classmethod
+    def empty(cls, batch: int, k: int, device: torch.device) -> StepResult:
+        f32 = dict(dtype=torch.float32, device=device)
+        return cls(
+            tokens=torch.zeros(batch, dtype=torch.int64, device=device),
+            ids=torch.zeros(batch, k, dtype=torch.int64, device=device),
+            q=torch.zeros(batch, k, **f32),
+            weights=torch.zeros(batch, k, **f32),
+            soft=torch.zeros(batch, dtype=torch.bool, device=device),
+            logprobs=torch.zeros(batch, **f32),
+            token_logprobs=torch.zeros(batch, **f32),
+            entropy=torch.zeros(batch, **f32),
+            n_kept=torch.ones(batch, dtype=torch.int64, device=device),
+        )
+
+    def scatter_(self, rows: Tensor, other: StepResult) -> None:
+        """Write ``other`` (a result for ``rows``) into this batch-wide result."""
+        for f in fields(self):
+            getattr(self, f.name)[rows] = getattr(other, f.name)
+
+    def make_discrete_(self, rows: Tensor) -> None:
+        """Turn the steps of ``rows`` (bool [B]) into discrete steps of their visible token."""
+        if not bool(rows.any()):
+            return
+        r = rows.unsqueeze(-1)
+        onehot_ids = torch.zeros_like(self.ids)
+        onehot_ids[:, 0] = self.tokens
+        first = torch.zeros_like(self.weights)
+        first[:, 0] = 1.0
+        self.ids = torch.where(r, onehot_ids, self.ids)
+        self.q = torch.where(r, torch.zeros_like(self.q), self.q)
+        self.weights = torch.where(r, first, self.weights)
+        self.soft = self.soft & ~rows
+        self.logprobs = torch.where(rows, self.token_logprobs, self.logprobs)
+        self.n_kept = torch.where(rows, torch.ones_like(self.n_kept), self.n_kept)
+
+
+def _discrete_result(logp: Tensor, tokens: Tensor, max_topk: int, entropy: Tensor) -> StepResult:
+    b = tokens.shape[0]
+    res = StepResult.empty(b, max_topk, logp.device)
+    res.tokens = tokens
+    res.ids[:, 0] = tokens
+    res.weights[:, 0] = 1.0
+    res.token_logprobs = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    res.logprobs = res.token_logprobs.clone()
+    res.entropy = entropy
+    return res
+
+
+def soft_step(
+    logits: Tensor,
+    settings: SamplingTensors,
+    generators: Sequence[torch.Generator],
+    noise: str,
+    params: NoiseParams,
+    max_topk: int,
+    opts: LogProbOptions | None = None,
+    logp: Tensor | None = None,
+) -> StepResult:
+    """A thinking-phase step for every row of ``logits [B, V]`` (module doc)."""
+    opts = opts or LogProbOptions()
+    if logp is None:
+        logp = scaled_log_probs(logits, settings.temperature)
+    probs = logp.exp()
+    entropy = -(probs * logp).sum(-1)
+    ids, p_tilde, n_kept = filtered_candidates(probs, max_topk, settings)
+    greedy = settings.greedy
+    q = get_noise(noise).draw(p_tilde, generators, params)
+    if noise != "none" and bool(greedy.any()):  # greedy rows: no noise, w = p~
+        q = torch.where(greedy.unsqueeze(-1), p_tilde.to(q.dtype), q)
+    order = q.argsort(dim=-1, descending=True, stable=True)
+    ids, q = ids.gather(-1, order), q.gather(-1, order)
+    if noise == "none":
+        weights = get_noise("none").weights(q, params.tau_g)
+    else:
+        weights = torch.where(
+            greedy.unsqueeze(-1),
+            get_noise("none").weights(q, params.tau_g),
+            get_noise(noise).weights(q, params.tau_g),
+        )
+    tokens = ids[:, 0]
+    token_lp = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    soft = torch.ones_like(tokens, dtype=torch.bool)
+    logprobs = step_logprobs(logp, tokens, ids, q, soft, noise, opts, n_kept)
+    if noise != "none" and bool(greedy.any()):
+        logprobs = torch.where(greedy, torch.zeros_like(logprobs), logprobs)
+    return StepResult(tokens, ids, q, weights, soft, logprobs, token_lp, entropy, n_kept)
+
+
+def discrete_step(
+    logits: Tensor,
+    settings: SamplingTensors,
+    generators: Sequence[torch.Generator],
+    max_topk: int = 1,
+    logp: Tensor | None = None,
+) -> StepResult:
+    """Sample each row's token from its filtered distribution (argmax for ``T = 0``)."""
+    if logp is None:
+        logp = scaled_log_probs(logits, settings.temperature)
+    entropy = entropy_from_log_probs(logp)
+    u = row_uniform(generators, 1, logp.device).squeeze(-1)
+    sorted_ids, sorted_p = filtered_sorted(logp.exp(), settings)
+    sampled = sample_from_sorted(sorted_ids, sorted_p, u)
+    tokens = torch.where(settings.greedy, logp.argmax(-1), sampled)
+    return _discrete_result(logp, tokens, max_topk, entropy)
+
+
+def forced_step(logp: Tensor, tokens: Tensor, max_topk: int) -> StepResult:
+    """A discrete step whose token is imposed (Cold Stop's think-end pieces)."""
+    return _discrete_result(logp, tokens, max_topk, entropy_from_log_probs(logp))
+
+
+def decode_step(
+    logits: Tensor,
+    phase: PhaseTracker,
+    think: SamplingTensors,
+    answer: SamplingTensors,
+    generators: Sequence[torch.Generator],
+    noise: str,
+    params: NoiseParams,
+    max_topk: int,
+    opts: LogProbOptions | None = None,
+    compat_stale_phase_mask: bool = False,
+) -> StepResult:
+    """One step for a batch in mixed phases; updates ``phase`` in place.
+
+    Thinking rows: :func:`soft_step` with the thinking settings. Answer rows:
+    :func:`discrete_step` with the answer settings, or, with ``compat_stale_phase_mask`` (the
+    original's bug), a Gumbel-argmax choice over the thinking filters fed back as a discrete
+    token. Forced rows (Cold Stop) emit their think-end piece. The step whose token completes
+    the think-end sequence is made discrete.
+    """
+    b, device = logits.shape[0], logits.device
+    thinking = phase.thinking.clone()
+    stale = (~thinking) if compat_stale_phase_mask else torch.zeros_like(thinking)
+    use_think = thinking | stale
+    temperature = torch.where(use_think, think.temperature, answer.temperature)
+    logp = scaled_log_probs(logits, temperature)
+    entropy = entropy_from_log_probs(logp)
+    forced = phase.forced_tokens(entropy)
+    is_forced = forced >= 0
+    result = StepResult.empty(b, max_topk, device)
+
+    soft_rows = (use_think & ~is_forced).nonzero().squeeze(-1)
+    if soft_rows.numel():
+        gens = [generators[int(i)] for i in soft_rows]
+        part = soft_step(logits[soft_rows], think[soft_rows], gens, noise, params, max_topk, opts, logp[soft_rows])
+        result.scatter_(soft_rows, part)
+    answer_rows = (~use_think & ~is_forced).nonzero().squeeze(-1)
+    if answer_rows.numel():
+        gens = [generators[int(i)] for i in answer_rows]
+        part = discrete_step(logits[answer_rows], answer[answer_rows], gens, max_topk, logp[answer_rows])
+        result.scatter_(answer_rows, part)
+    forced_rows = is_forced.nonzero().squeeze(-1)
+    if forced_rows.numel():
+        result.scatter_(forced_rows, forced_step(logp[forced_rows], forced[forced_rows], max_topk))
+    result.entropy = entropy
+
+    ended = phase.update(result.tokens)
+    result.make_discrete_(ended | stale)
+    return result
