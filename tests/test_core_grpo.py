@@ -1,0 +1,319 @@
+"""Tests of soft_thinking.core.grpo: hand references in float64 and parity with verl 0.9.1."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from soft_thinking.core.grpo import (
+    KL_PENALTY_KINDS,
+    LOSS_AGG_MODES,
+    PPOLossConfig,
+    agg_loss,
+    broadcast_to_tokens,
+    compute_actor_loss,
+    compute_grpo_advantages,
+    get_adv_estimator,
+    get_policy_loss,
+    kl_penalty,
+    ppo_clip_loss,
+    register_adv_estimator,
+)
+
+core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
+
+
+def _rand_batch(seed: int, B: int = 6, T: int = 9, dtype: torch.dtype = torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    log_prob = -torch.rand(B, T, generator=g, dtype=dtype) * 3
+    old = log_prob + 0.4 * torch.randn(B, T, generator=g, dtype=dtype)  # ratios well outside [0.8, 1.2]
+    adv = torch.randn(B, 1, generator=g, dtype=dtype).expand(B, T).clone()
+    lengths = torch.tensor([T, 1, 4, 0, 7, 5][:B])
+    mask = (torch.arange(T)[None, :] < lengths[:, None]).to(dtype)
+    return log_prob, old, adv, mask
+
+
+class _ActorCfg:
+    """The attributes verl 0.9.1's compute_policy_loss_vanilla reads from its (Actor)config."""
+
+    def __init__(self, low: float, high: float, c: float):
+        self.clip_ratio, self.clip_ratio_low, self.clip_ratio_high, self._c = low, low, high, c
+        self.global_batch_info: dict = {}
+
+    def get(self, key: str, default=None):
+        return self._c if key == "clip_ratio_c" else default
+
+
+# ---------------------------------------------------------------------------------------------
+# advantages
+# ---------------------------------------------------------------------------------------------
+def test_grpo_advantages_hand_reference():
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.5], dtype=torch.float64)
+    groups = ["a", "a", "a", "a", "b", "b", "c"]
+    adv = compute_grpo_advantages(r, groups)
+    # group a: mean 0.5, unbiased std sqrt(1/3) -> +-0.5 / (0.57735 + 1e-6)
+    s = math.sqrt(1.0 / 3.0)
+    expected = [
+        0.5 / (s + 1e-6),
+        -0.5 / (s + 1e-6),
+        -0.5 / (s + 1e-6),
+        0.5 / (s + 1e-6),
+        0.0,
+        0.0,
+        0.5 / (1 + 1e-6),
+    ]
+    torch.testing.assert_close(adv, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=0)
+    # Dr.GRPO: no std scaling; singleton keeps r (mean 0)
+    dr = compute_grpo_advantages(r, groups, norm_by_std=False)
+    torch.testing.assert_close(dr, torch.tensor([0.5, -0.5, -0.5, 0.5, 0.0, 0.0, 0.5], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("norm_by_std", [True, False])
+def test_grpo_advantages_match_verl(norm_by_std):
+    g = torch.Generator().manual_seed(0)
+    B, T = 40, 5
+    scores = torch.randint(0, 2, (B,), generator=g).float() + 0.1 * torch.randn(B, generator=g)
+    # groups of 8, 4, 1 (singleton) and interleaved labels
+    index = np.array([f"p{i % 5}" for i in range(32)] + ["q"] * 4 + ["s"] + ["t"] * 3, dtype=object)
+    mask = torch.ones(B, T)
+    rewards = torch.zeros(B, T)
+    rewards[:, -1] = scores
+    ref, _ = core_algos.compute_grpo_outcome_advantage(
+        rewards, mask, index, epsilon=1e-6, norm_adv_by_std_in_grpo=norm_by_std
+    )
+    ours = broadcast_to_tokens(compute_grpo_advantages(scores, list(index), norm_by_std=norm_by_std), mask)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    assert ours[36, 0] == pytest.approx(float(scores[36]) / (1 + 1e-6) if norm_by_std else float(scores[36]))
+
+
+def test_equal_rewards_give_zero_advantage_and_zero_gradient():
+    adv = compute_grpo_advantages(torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0]), [0, 0, 0, 1, 1])
+    assert torch.equal(adv, torch.zeros(5))
+    log_prob = torch.randn(5, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    log_prob.requires_grad_(True)
+    mask = torch.ones(5, 4, dtype=torch.float64)
+    loss, _ = ppo_clip_loss(log_prob, log_prob.detach() + 0.1, broadcast_to_tokens(adv.double(), mask), mask)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.count_nonzero(log_prob.grad) == 0
+
+
+def test_broadcast_to_tokens_masks():
+    out = broadcast_to_tokens(torch.tensor([2.0, -1.0]), torch.tensor([[1, 1, 0], [1, 0, 0]]))
+    assert torch.equal(out, torch.tensor([[2.0, 2.0, 0.0], [-1.0, 0.0, 0.0]]))
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregation
+# ---------------------------------------------------------------------------------------------
+def test_agg_loss_hand_reference():
+    L = torch.tensor([[1.0, 2.0, 3.0, 100.0], [4.0, 5.0, 100.0, 100.0], [100.0] * 4], dtype=torch.float64)
+    m = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.float64)
+    assert agg_loss(L, m, "token-mean").item() == pytest.approx(15.0 / 5)
+    assert agg_loss(L, m, "token-sum").item() == pytest.approx(15.0)
+    assert agg_loss(L, m, "seq-mean-token-sum").item() == pytest.approx((6.0 + 9.0) / 2)
+    assert agg_loss(L, m, "seq-mean-token-mean").item() == pytest.approx((2.0 + 4.5) / 2)
+    assert agg_loss(L, m, "seq-mean-token-sum-norm").item() == pytest.approx((6.0 + 9.0) / 2 / 4)
+    assert agg_loss(L, m, "seq-mean-token-sum-norm", loss_scale_factor=10).item() == pytest.approx(0.75)
+    assert agg_loss(L, m, "token-mean", batch_num_tokens=10, dp_size=2).item() == pytest.approx(3.0)
+    assert agg_loss(L, torch.zeros_like(m), "token-mean").item() == 0.0  # verl: NaN
+    with pytest.raises(ValueError, match="allowed"):
+        agg_loss(L, m, "token-avg")
+
+
+@pytest.mark.parametrize("mode", LOSS_AGG_MODES)
+def test_agg_loss_matches_verl(mode):
+    g = torch.Generator().manual_seed(3)
+    L = torch.randn(6, 11, generator=g, dtype=torch.float64)
+    m = (torch.rand(6, 11, generator=g) < 0.7).double()
+    m[2] = 0  # one fully masked sequence
+    torch.testing.assert_close(agg_loss(L, m, mode), core_algos.agg_loss(L, m, mode), rtol=1e-7, atol=0)
+    kw = {"global_batch_size": 16, "batch_num_tokens": 40, "dp_size": 4, "loss_scale_factor": 7}
+    theirs = core_algos.agg_loss(L, m, mode, **kw)
+    torch.testing.assert_close(agg_loss(L, m, mode, **kw), theirs, rtol=1e-7, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# PPO clip loss
+# ---------------------------------------------------------------------------------------------
+def _ppo_reference(lp, old, adv, mask, lo, hi, c):
+    """Per-element float64 loop: the textbook dual-clip PPO objective, token-mean."""
+    total, n, clipped, lower, kl = 0.0, 0, 0, 0, 0.0
+    for b in range(lp.shape[0]):
+        for t in range(lp.shape[1]):
+            if mask[b, t] == 0:
+                continue
+            d = max(-20.0, min(20.0, float(lp[b, t] - old[b, t])))
+            r, a = math.exp(d), float(adv[b, t])
+            l1, l2 = -a * r, -a * min(max(r, 1 - lo), 1 + hi)
+            pg = max(l1, l2)
+            if a < 0:
+                lower += pg > -a * c
+                pg = min(pg, -a * c)
+            total, n, clipped, kl = total + pg, n + 1, clipped + (l2 > l1), kl - d
+    return total / n, clipped / n, kl / n, lower / n
+
+
+def test_ppo_clip_loss_hand_reference():
+    lp, old, adv, mask = _rand_batch(5)
+    old[0, :3] = lp[0, :3] + 2.0  # ratio e^-2: exercises the dual clip when A < 0
+    old[4, :3] = lp[4, :3] - 25.0  # log ratio beyond the +-20 clamp
+    adv[0] = -1.3
+    loss, stats = ppo_clip_loss(lp, old, adv, mask, 0.2, 0.28, 3.0)
+    want = _ppo_reference(lp, old, adv, mask, 0.2, 0.28, 3.0)
+    assert loss.item() == pytest.approx(want[0], rel=1e-12)
+    assert stats["clipfrac"].item() == pytest.approx(want[1], rel=1e-12)
+    assert stats["ppo_kl"].item() == pytest.approx(want[2], rel=1e-12)
+    assert stats["clipfrac_lower"].item() == pytest.approx(want[3], rel=1e-12)
+    assert 0 < want[3] < want[1] < 1  # the test really exercises both clips
+
+
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ppo_clip_loss_matches_verl(mode, seed):
+    lp, old, adv, mask = _rand_batch(seed, dtype=torch.float32)
+    adv[1] = -adv[1].abs() - 0.5
+    old[1] = lp[1] + 1.5  # dual clip active
+    loss, stats = ppo_clip_loss(lp, old, adv, mask, 0.2, 0.3, 3.0, loss_agg_mode=mode)
+    ref_loss, ref_stats = core_algos.compute_policy_loss_vanilla(
+        old_log_prob=old, log_prob=lp, advantages=adv, response_mask=mask, loss_agg_mode=mode,
+        config=_ActorCfg(0.2, 0.3, 3.0),
+    )  # fmt: skip
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-7)
+    assert stats["clipfrac"].item() == pytest.approx(ref_stats["actor/pg_clipfrac"], abs=1e-6)
+    assert stats["ppo_kl"].item() == pytest.approx(ref_stats["actor/ppo_kl"], abs=1e-6)
+    assert stats["clipfrac_lower"].item() == pytest.approx(ref_stats["actor/pg_clipfrac_lower"], abs=1e-6)
+
+
+def test_ratio_one_positive_advantage_gives_minus_mean_advantage():
+    g = torch.Generator().manual_seed(7)
+    adv = torch.rand(4, 6, generator=g, dtype=torch.float64) + 0.1
+    lp = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    mask = torch.ones(4, 6, dtype=torch.float64)
+    mask[3, 2:] = 0
+    loss, stats = ppo_clip_loss(lp, lp.clone(), adv, mask)
+    assert loss.item() == pytest.approx(-(adv * mask).sum().item() / mask.sum().item(), rel=1e-14)
+    assert stats["clipfrac"].item() == 0 and stats["ppo_kl"].item() == 0
+
+
+def test_ppo_clip_loss_gradcheck():
+    g = torch.Generator().manual_seed(11)
+    B, T = 3, 5
+    old = torch.randn(B, T, generator=g, dtype=torch.float64)
+    # ratios spread across the unclipped and clipped regions, away from the kinks
+    offsets = torch.tensor([-1.0, -0.1, 0.05, 0.12, 0.9], dtype=torch.float64)
+    lp = (old + offsets).requires_grad_(True)
+    adv = torch.tensor([[0.7], [-1.2], [0.3]], dtype=torch.float64).expand(B, T)
+    mask = torch.ones(B, T, dtype=torch.float64)
+    mask[2, 4] = 0
+
+    def f(x):
+        return ppo_clip_loss(x, old, adv, mask, 0.2, 0.2, 3.0)[0]
+
+    assert torch.autograd.gradcheck(f, (lp,), eps=1e-6, atol=1e-8)
+    # analytic check of one unclipped token: d loss / d lp = -A r / n_tokens
+    f(lp).backward()
+    n = mask.sum().item()
+    assert lp.grad[0, 1].item() == pytest.approx(-0.7 * math.exp(-0.1) / n, rel=1e-10)
+    assert lp.grad[0, 4].item() == 0.0  # A > 0, ratio e^0.9 > 1.2: clipped
+    assert lp.grad[1, 0].item() == 0.0  # A < 0, ratio e^-1 < 0.8: clipped
+
+
+def test_ppo_clip_loss_rejects_bad_dual_clip():
+    x = torch.zeros(1, 1)
+    with pytest.raises(ValueError, match="clip_ratio_c"):
+        ppo_clip_loss(x, x, x, x + 1, clip_ratio_c=1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# KL penalty
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", [*KL_PENALTY_KINDS, "k3+", "k1+", "k2+"])
+def test_kl_penalty_matches_verl(kind):
+    g = torch.Generator().manual_seed(13)
+    lp = -torch.rand(5, 7, generator=g, dtype=torch.float64) * 4
+    ref = lp + torch.randn(5, 7, generator=g, dtype=torch.float64)
+    ref[0, 0] = lp[0, 0] + 30.0  # hits the [-20, 20] and [-10, 10] clamps of k3
+    lp1 = lp.clone().requires_grad_(True)
+    lp2 = lp.clone().requires_grad_(True)
+    ours, theirs = kl_penalty(lp1, ref, kind), core_algos.kl_penalty(lp2, ref, kind)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=0)
+    ours.sum().backward()
+    theirs.sum().backward()
+    torch.testing.assert_close(lp1.grad, lp2.grad, rtol=1e-12, atol=0)
+
+
+def test_kl_penalty_hand_values():
+    lp = torch.tensor([-1.0, -2.0, -0.5, -1.0], dtype=torch.float64)
+    ref = torch.tensor([-1.5, -1.0, -0.5, 40.0], dtype=torch.float64)
+    d = lp - ref
+    torch.testing.assert_close(kl_penalty(lp, ref, "k1"), d)
+    torch.testing.assert_close(kl_penalty(lp, ref, "abs"), d.abs())
+    torch.testing.assert_close(kl_penalty(lp, ref, "mse"), 0.5 * d * d)
+    k3 = kl_penalty(lp, ref, "low_var_kl")
+    assert k3[0].item() == pytest.approx(math.exp(-0.5) + 0.5 - 1, rel=1e-14)
+    assert k3[1].item() == pytest.approx(math.exp(1.0) - 1.0 - 1, rel=1e-14)
+    assert k3[2].item() == 0.0
+    assert k3[3].item() == 10.0  # clamped
+    with pytest.raises(ValueError, match="low_var_kl"):
+        kl_penalty(lp, ref, "k4")
+
+
+def test_kl_zero_at_reference_and_k3_nonnegative():
+    g = torch.Generator().manual_seed(17)
+    lp = torch.randn(1000, generator=g, dtype=torch.float64) * 5
+    for kind in KL_PENALTY_KINDS:
+        assert torch.count_nonzero(kl_penalty(lp, lp.clone(), kind)) == 0
+    ref = lp + torch.randn(1000, generator=g, dtype=torch.float64) * 3
+    k3 = kl_penalty(lp, ref, "k3")
+    assert (k3 >= 0).all() and (k3 > 0).sum() > 990
+
+
+# ---------------------------------------------------------------------------------------------
+# registries, config, total loss
+# ---------------------------------------------------------------------------------------------
+def test_registries():
+    assert get_adv_estimator("grpo") is compute_grpo_advantages
+    with pytest.raises(ValueError, match=r"unknown advantage estimator 'nope': allowed \[.*'grpo'"):
+        get_adv_estimator("nope")
+    with pytest.raises(ValueError, match=r"allowed \[.*'vanilla'"):
+        get_policy_loss("nope")
+    with pytest.raises(ValueError, match="already registered"):
+        register_adv_estimator("grpo")(lambda scores, group_index: scores)
+    lp, old, adv, mask = _rand_batch(2)
+    loss, _ = get_policy_loss("vanilla")(lp, old, adv, mask, PPOLossConfig(clip_ratio_high=0.28))
+    assert loss.item() == pytest.approx(ppo_clip_loss(lp, old, adv, mask, 0.2, 0.28)[0].item(), rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("clip_ratio_low", 0.0, "0 < value < 1"),
+        ("clip_ratio_high", -0.1, "> 0"),
+        ("clip_ratio_c", 1.0, "> 1"),
+        ("loss_agg_mode", "mean", "seq-mean-token-mean"),
+        ("kl_loss_type", "k5", "low_var_kl"),
+        ("kl_loss_coef", -1.0, ">= 0"),
+        ("entropy_coeff", math.nan, "finite"),
+        ("policy_loss", "ppo2", "vanilla"),
+    ],
+)
+def test_config_validate_names_field(field, value, allowed):
+    PPOLossConfig().validate()
+    with pytest.raises(ValueError, match=f"PPOLossConfig.{field}=.*allowed.*{allowed}"):
+        PPOLossConfig(**{field: value}).validate()
+
+
+def test_actor_loss_adds_kl_and_entropy():
+    lp, old, adv, mask = _rand_batch(4)
+    ref = lp + 0.3
+    ent = torch.rand_like(lp)
+    cfg = PPOLossConfig(kl_loss_coef=0.5, entropy_coeff=0.1).validate()
+    loss, stats = compute_actor_loss(lp, old, adv, mask, cfg, ref_log_prob=ref, entropy=ent)
+    pg = ppo_clip_loss(lp, old, adv, mask)[0]
+    k3 = math.exp(0.3) - 0.3 - 1  # constant per token
+    want = pg.item() + 0.5 * k3 - 0.1 * agg_loss(ent, mask).item()
+    assert loss.item() == pytest.approx(want, rel=1e-12)
+    assert stats["kl_loss"].item() == pytest.approx(k3, rel=1e-12)
