@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from soft_thinking.core.grpo import (
     KL_PENALTY_KINDS,
     LOSS_AGG_MODES,

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from soft_thinking.core.trace import SoftTrace, TraceBatch, collate_traces
 
 

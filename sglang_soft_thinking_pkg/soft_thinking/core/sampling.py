@@ -63,13 +63,13 @@ class SamplingTensors:
 
 
 def log_softmax_at_temperature(logits: Tensor, temperature: float | Tensor) -> Tensor:
-    """``log softmax(z / T)`` in float32; ``temperature`` is a float or has the shape ``logits[..., 0]``.
+    """``log softmax(z / T)`` in float32 (float64 stays float64); ``temperature``: float or ``logits[..., 0]``.
 
     Builds at most one ``[N, V]`` float32 tensor besides the log-softmax (none when ``T == 1``
     and the logits are already float32). The rollout and the trainer both go through here.
     """
-    x = logits.to(torch.float32)
-    t = torch.as_tensor(temperature, dtype=torch.float32, device=logits.device)
+    x = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    t = torch.as_tensor(temperature, dtype=x.dtype, device=logits.device)
     if not bool((t == 1).all()):
         t = t.unsqueeze(-1) if t.dim() > 0 else t
         x = x.div_(t) if x is not logits else x / t  # in place on our own float32 copy

@@ -1,0 +1,93 @@
+"""Every invalid SoftThinkingConfig field produces an error that names it."""
+
+import pytest
+
+from soft_thinking.core.config import ConfigError, SoftThinkingConfig
+
+BASE = dict(think_end_token_ids=(7,))
+
+BAD_VALUES = [
+    ("max_topk", 0),
+    ("max_topk", 2.5),
+    ("temperature", -0.1),
+    ("temperature", float("nan")),
+    ("top_p", 0.0),
+    ("top_p", 1.5),
+    ("top_k", 0),
+    ("top_k", -2),
+    ("min_p", 1.0),
+    ("min_p", -0.1),
+    ("after_thinking_temperature", -1.0),
+    ("after_thinking_top_p", 0.0),
+    ("after_thinking_top_k", 0),
+    ("after_thinking_min_p", 1.2),
+    ("noise", "uniform"),
+    ("gumbel_softmax_temperature", 0.0),
+    ("gumbel_softmax_temperature", -1.0),
+    ("noise_factor", 0.0),
+    ("gumbel_clamp", (3.0, -1.5)),
+    ("gumbel_clamp", (1.0,)),
+    ("dirichlet_alpha", 0.0),
+    ("gaussian_sigma", 0.0),
+    ("gaussian_clip", -1.0),
+    ("think_end_token_ids", (-1,)),
+    ("early_stopping_entropy_threshold", -0.5),
+    ("early_stopping_length_threshold", 0),
+    ("logprob_mode", "sum"),
+    ("logp_floor", float("inf")),
+]
+
+
+@pytest.mark.parametrize("name,value", BAD_VALUES)
+def test_each_bad_value_is_rejected_with_its_field_name(name: str, value: object) -> None:
+    cfg = SoftThinkingConfig(**{**BASE, name: value})
+    with pytest.raises(ConfigError, match=rf"SoftThinkingConfig\.{name}="):
+        cfg.validate()
+
+
+def test_defaults_are_valid_and_match_the_paper() -> None:
+    cfg = SoftThinkingConfig(**BASE).validate(for_training=True)
+    assert (cfg.max_topk, cfg.top_k, cfg.top_p, cfg.gumbel_softmax_temperature) == (5, 5, 0.95, 0.1)
+    assert cfg.gumbel_clamp == (-1.5, 3.0) and cfg.noise == "gumbel"
+
+
+def test_soft_thinking_needs_think_end_or_explicit_soft_until_eos() -> None:
+    with pytest.raises(ConfigError, match="think_end_token_ids"):
+        SoftThinkingConfig().validate()
+    SoftThinkingConfig(soft_until_eos=True).validate()
+    SoftThinkingConfig(enable_soft_thinking=False).validate()
+    with pytest.raises(ConfigError, match="soft_until_eos"):
+        SoftThinkingConfig(think_end_token_ids=(3,), soft_until_eos=True).validate()
+
+
+def test_vocab_bounds() -> None:
+    with pytest.raises(ConfigError, match="max_topk"):
+        SoftThinkingConfig(**BASE, max_topk=40).validate(vocab_size=32)
+    with pytest.raises(ConfigError, match="think_end_token_ids"):
+        SoftThinkingConfig(think_end_token_ids=(40,)).validate(vocab_size=32)
+
+
+@pytest.mark.parametrize(
+    "name,value", [("noise_factor", 2.0), ("temperature", 0.0), ("noise", "none")]
+)
+def test_training_constraints(name: str, value: object) -> None:
+    cfg = SoftThinkingConfig(**{**BASE, name: value})
+    cfg.validate()  # fine for inference
+    with pytest.raises(ConfigError, match=name):
+        cfg.validate(for_training=True)
+
+
+def test_cold_stop_needs_a_think_end() -> None:
+    with pytest.raises(ConfigError, match="early_stopping_entropy_threshold"):
+        SoftThinkingConfig(soft_until_eos=True, early_stopping_entropy_threshold=0.5).validate()
+
+
+def test_dict_round_trip_and_unknown_keys() -> None:
+    cfg = SoftThinkingConfig(think_end_token_ids=(4, 5), after_thinking_top_k=1, gumbel_clamp=None)
+    assert SoftThinkingConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="tau"):
+        SoftThinkingConfig.from_dict({"tau": 0.1})
+    with pytest.raises(ConfigError, match="unknown"):
+        cfg.replace(tau=3)
+    assert cfg.answer_top_k == 1 and cfg.answer_top_p == cfg.top_p
+    assert SoftThinkingConfig(**BASE, temperature=0.0).effective_noise == "none"
