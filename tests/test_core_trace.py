@@ -250,3 +250,27 @@ def test_corrupt_bytes_rejected():
     d["version"] = 99
     with pytest.raises(ValueError, match="version 99"):
         SoftTrace.from_dict(d)
+
+
+def test_n_kept_survives_round_trips_truncation_and_collation() -> None:
+    t = SoftTrace(
+        tokens=torch.tensor([5, 9, 2]),
+        ids=torch.tensor([[5, 0, 0], [9, 3, 1], [2, 0, 0]], dtype=torch.int32),
+        q=torch.tensor([[-0.1, -13.0, -13.2], [-0.5, -0.9, -2.0], [0.0, 0.0, 0.0]]),
+        soft=torch.tensor([True, True, False]),
+        logprobs=torch.tensor([-1.0, -2.0, -0.5]),
+        noise="gumbel",
+        tau_g=0.1,
+        temperature=1.0,
+        answer_temperature=0.6,
+        answer_start=2,
+        n_kept=torch.tensor([1, 3, 1], dtype=torch.int16),
+    ).validate()
+    assert SoftTrace.from_bytes(t.to_bytes()).equal(t)
+    assert SoftTrace.from_dict(t.to_dict()).equal(t)
+    assert torch.equal(t.truncate(2).n_kept, torch.tensor([1, 3], dtype=torch.int16))
+    batch = collate_traces([t, t.truncate(1)])
+    assert batch.n_kept.tolist() == [[1, 3, 1], [1, 1, 1]]
+    bad = SoftTrace(**{**t.__dict__, "n_kept": torch.tensor([0, 3, 1], dtype=torch.int16)})
+    with pytest.raises(ValueError, match="n_kept"):
+        bad.validate()

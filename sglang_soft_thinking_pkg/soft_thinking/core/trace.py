@@ -60,7 +60,10 @@ class SoftTrace:
     - ``noise``: one of ``NOISE_KINDS``; ``tau_g``: Gumbel-softmax temperature;
     - ``temperature``: thinking-phase temperature; ``answer_temperature``: answer-phase one;
     - ``answer_start``: first step sampled with the answer-phase settings (``T`` if never
-      reached, 0 for a discrete-mode rollout).
+      reached, 0 for a discrete-mode rollout);
+    - ``n_kept``   int16 [T] or None: candidates that survived filtering at each step (1 for
+      discrete steps). Optional; the trainer needs it for ``degenerate_as_discrete`` and the
+      "one surviving candidate" metric.
     """
 
     tokens: Tensor
@@ -73,6 +76,7 @@ class SoftTrace:
     temperature: float
     answer_temperature: float
     answer_start: int
+    n_kept: Tensor | None = None
 
     # -- basic properties ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -138,6 +142,13 @@ class SoftTrace:
             fail("answer_start", f"must be an int, got {type(self.answer_start).__name__}")
         if not 0 <= self.answer_start <= T:
             fail("answer_start", f"must lie in [0, T={T}], got {self.answer_start}")
+        if self.n_kept is not None:
+            if not isinstance(self.n_kept, Tensor) or self.n_kept.dtype != torch.int16:
+                fail("n_kept", "must be an int16 torch.Tensor or None")
+            if tuple(self.n_kept.shape) != (T,):
+                fail("n_kept", f"must have shape [T={T}], got {tuple(self.n_kept.shape)}")
+            if T and (int(self.n_kept.min()) < 1 or int(self.n_kept.max()) > self.K):
+                fail("n_kept", f"values must lie in [1, K={self.K}]")
         discrete = ~self.soft
         if discrete.any():
             if (self.ids[discrete, 1:] != 0).any():
@@ -162,13 +173,18 @@ class SoftTrace:
             soft=self.soft[:n].clone(),
             logprobs=self.logprobs[:n].clone(),
             answer_start=min(self.answer_start, n),
+            n_kept=None if self.n_kept is None else self.n_kept[:n].clone(),
         )
 
     def equal(self, other: SoftTrace) -> bool:
         """Exact equality of every array (``torch.equal``) and every scalar."""
+        same_kept = (self.n_kept is None) == (other.n_kept is None) and (
+            self.n_kept is None or torch.equal(self.n_kept, other.n_kept)
+        )
         return (
             all(torch.equal(getattr(self, f), getattr(other, f)) for f in (*_ARRAY_FIELDS, "soft"))
             and self._scalars() == other._scalars()
+            and same_kept
         )
 
     # -- serialization ------------------------------------------------------------------------
@@ -194,6 +210,8 @@ class SoftTrace:
             for name, (_, wire) in _ARRAY_FIELDS.items()
         }
         arrays["soft"] = np.packbits(self.soft.detach().cpu().numpy())
+        if self.n_kept is not None:
+            arrays["n_kept"] = self.n_kept.detach().cpu().numpy().astype("<i2")
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         buf = io.BytesIO()
         (np.savez_compressed if compress else np.savez)(buf, **arrays)
@@ -212,6 +230,8 @@ class SoftTrace:
                 for name, (dtype, wire) in _ARRAY_FIELDS.items()
             }
             soft = np.unpackbits(archive["soft"], count=T).astype(bool)
+            if "n_kept" in archive.files:
+                tensors["n_kept"] = torch.from_numpy(archive["n_kept"].astype(np.int16))
         tensors["ids"] = tensors["ids"].reshape(T, K)
         tensors["q"] = tensors["q"].reshape(T, K)
         return cls(soft=torch.from_numpy(soft), **tensors, **_scalar_args(header)).validate()
@@ -227,6 +247,7 @@ class SoftTrace:
             "soft": self.soft.tolist(),
             "logprobs": self.logprobs.tolist(),
             "K": self.K,
+            "n_kept": None if self.n_kept is None else self.n_kept.tolist(),
         }
 
     @classmethod
@@ -242,6 +263,7 @@ class SoftTrace:
             q=torch.tensor(d["q"], dtype=torch.float32).reshape(T, K),
             soft=torch.tensor(d["soft"], dtype=torch.bool).reshape(T),
             logprobs=torch.tensor(d["logprobs"], dtype=torch.float32).reshape(T),
+            n_kept=None if d.get("n_kept") is None else torch.tensor(d["n_kept"], dtype=torch.int16).reshape(T),
             **_scalar_args(d),
         ).validate()
 
@@ -273,6 +295,7 @@ class TraceBatch:
     mask: Tensor  # bool [B, T], the response mask
     tau_g: Tensor  # float32 [B]
     noise: str
+    n_kept: Tensor | None = None  # int64 [B, T] (1 at padding) when every trace has it
 
     @property
     def batch_size(self) -> int:
@@ -293,6 +316,7 @@ class TraceBatch:
             mask=self.mask.to(device),
             tau_g=self.tau_g.to(device),
             noise=self.noise,
+            n_kept=None if self.n_kept is None else self.n_kept.to(device),
         )
 
 
@@ -334,6 +358,7 @@ def collate_traces(traces: Sequence[SoftTrace], pad_to: int | None = None) -> Tr
         mask=torch.zeros(B, T, dtype=torch.bool),
         tau_g=torch.tensor([t.tau_g for t in traces], dtype=torch.float32),
         noise=noise,
+        n_kept=torch.ones(B, T, dtype=torch.int64) if all(t.n_kept is not None for t in traces) else None,
     )
     for b, trace in enumerate(traces):
         n = len(trace)
@@ -344,4 +369,6 @@ def collate_traces(traces: Sequence[SoftTrace], pad_to: int | None = None) -> Tr
         batch.logprobs[b, :n] = trace.logprobs
         batch.temperatures[b, :n] = trace.step_temperatures()
         batch.mask[b, :n] = True
+        if batch.n_kept is not None:
+            batch.n_kept[b, :n] = trace.n_kept.to(torch.int64)
     return batch
