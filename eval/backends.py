@@ -1,0 +1,93 @@
+"""Generation backends behind one small interface.
+
+A backend turns a user message into the model's prompt text (chat template) and draws ``n``
+completions per prompt. Contract for resume-safe seeding: completion ``j`` of prompt ``i`` must
+depend only on (prompt ``i``, ``seeds[i]``, ``j``) -- not on ``n`` or on other prompts.
+
+- ``hf``: the project's reference engine (``soft_thinking.engine.SoftThinkingEngine``); one
+  engine call per prompt with ``seed=seeds[i]`` (the engine seeds sample j from
+  (seed, prompt index 0, j)).
+- ``sglang``: reserved for the SGLang plug-in; raises :class:`BackendUnavailable` for now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from eval.prompts import DEFAULT_TEMPLATE, build_prompt
+from eval.settings import SamplingSettings
+
+BACKENDS = ("hf", "sglang")
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend is not installed / not implemented."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    num_tokens: int
+    num_thinking_tokens: int = 0
+    soft_share: float = 0.0
+    finish_reason: str = ""
+    time_s: float = 0.0
+
+
+class Backend(Protocol):
+    def format_prompt(self, user_problem: str, template: str = DEFAULT_TEMPLATE) -> str: ...
+
+    def generate(self, prompts: Sequence[str], n: int, seeds: Sequence[int]) -> list[list[Completion]]: ...
+
+
+class HFBackend:
+    """Reference engine on transformers (``soft_thinking.engine``)."""
+
+    def __init__(
+        self, model: str, settings: SamplingSettings, *, device: str = "cpu", dtype: str = "float32",
+        think_end: str = "</think>", progress: bool = False,
+    ) -> None:
+        import torch
+
+        from soft_thinking.engine import SoftThinkingEngine, resolve_think_end
+        from soft_thinking.models import load_model
+
+        self.model, self.tokenizer = load_model(model, device=device, dtype=dtype)
+        torch_dtype = getattr(torch, dtype)
+        self.engine = SoftThinkingEngine(self.model, self.tokenizer, device=device, dtype=torch_dtype)
+        ids = tuple(resolve_think_end(self.tokenizer, think_end) or ())
+        self.config = settings.to_soft_thinking_config(ids)
+        self.max_new_tokens = settings.max_generated_tokens
+        self.progress = progress
+
+    def format_prompt(self, user_problem: str, template: str = DEFAULT_TEMPLATE) -> str:
+        return build_prompt(self.tokenizer, user_problem, template)
+
+    def generate(self, prompts: Sequence[str], n: int, seeds: Sequence[int]) -> list[list[Completion]]:
+        out = []
+        for prompt, seed in zip(prompts, seeds, strict=True):
+            samples = self.engine.generate(
+                [prompt], self.config, n=n, max_new_tokens=self.max_new_tokens, seed=int(seed), progress=self.progress
+            )
+            out.append([_from_sample(s) for s in samples])
+        return out
+
+
+def _from_sample(s: Any) -> Completion:
+    return Completion(
+        text=s.text, num_tokens=int(s.num_tokens), num_thinking_tokens=int(s.num_thinking_tokens),
+        soft_share=float(s.soft_share), finish_reason=str(s.finish_reason), time_s=float(s.time_s),
+    )
+
+
+def make_backend(name: str, model: str, settings: SamplingSettings, **kwargs: Any) -> Backend:
+    if name == "hf":
+        return HFBackend(model, settings, **kwargs)
+    if name == "sglang":
+        raise BackendUnavailable(
+            "--backend sglang needs the SGLang soft-thinking plug-in, which is not installed in this "
+            "environment; use --backend hf (reference engine) or install the plug-in"
+        )
+    raise ValueError(f"--backend={name!r} is invalid: allowed {list(BACKENDS)}")

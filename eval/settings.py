@@ -1,0 +1,109 @@
+"""Sampling settings with the original's flag names, and their mapping to ``SoftThinkingConfig``.
+
+The settings that change what a sample *is* (model, backend, dtype, prompt template, seed, max
+tokens, every sampling knob) are stored in ``<run>/config.json``; a resume with different ones
+is refused. ``num_samples``, ``limit``, ``benchmarks``, ``device`` and the data source only
+decide *how many* samples are drawn and are not part of that fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+NOISE_FLAGS = {"add_noise_gumbel_softmax": "gumbel", "add_noise_dirichlet": "dirichlet", "add_noise_gaussian": "gaussian"}
+
+
+class SettingsError(ValueError):
+    """An invalid flag value; the message names the flag and the allowed values."""
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Flags of the original's sampling scripts (same names)."""
+
+    enable_soft_thinking: bool = False
+    max_topk: int = 5
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 30
+    min_p: float = 0.0
+    after_thinking_temperature: float | None = None
+    after_thinking_top_p: float | None = None
+    after_thinking_top_k: int | None = None
+    after_thinking_min_p: float | None = None
+    gumbel_softmax_temperature: float = 0.5
+    noise_factor: float = 1.0
+    add_noise_gumbel_softmax: bool = False
+    add_noise_dirichlet: bool = False
+    add_noise_gaussian: bool = False
+    early_stopping_entropy_threshold: float = 0.0
+    early_stopping_length_threshold: int = 256
+    max_generated_tokens: int = 32768
+    seed: int = 0
+
+    @property
+    def noise(self) -> str:
+        """``gumbel``/``dirichlet``/``gaussian`` from the ``--add_noise_*`` switch, else ``none``."""
+        on = [kind for flag, kind in NOISE_FLAGS.items() if getattr(self, flag)]
+        if len(on) > 1:
+            raise SettingsError(f"at most one of {list(NOISE_FLAGS)} may be set, got {on}")
+        return on[0] if on else "none"
+
+    def validate(self) -> SamplingSettings:
+        if self.max_generated_tokens < 1:
+            raise SettingsError(f"--max_generated_tokens={self.max_generated_tokens} is invalid: allowed >= 1")
+        _ = self.noise
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> SamplingSettings:
+        names = {f.name for f in fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise SettingsError(f"unknown sampling setting(s) {sorted(unknown)}; allowed: {sorted(names)}")
+        return cls(**values).validate()
+
+    def to_soft_thinking_config(self, think_end_token_ids: tuple[int, ...] = ()) -> Any:
+        """Build the engine's ``SoftThinkingConfig`` (validated).
+
+        With no think-end ids (the string is not in the vocabulary) soft thinking stays on until
+        EOS (``soft_until_eos=True``).
+        """
+        from soft_thinking.core.config import SoftThinkingConfig
+
+        soft_until_eos = self.enable_soft_thinking and not think_end_token_ids
+        cfg = SoftThinkingConfig(
+            enable_soft_thinking=self.enable_soft_thinking,
+            max_topk=self.max_topk,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            after_thinking_temperature=self.after_thinking_temperature,
+            after_thinking_top_p=self.after_thinking_top_p,
+            after_thinking_top_k=self.after_thinking_top_k,
+            after_thinking_min_p=self.after_thinking_min_p,
+            noise=self.noise,
+            gumbel_softmax_temperature=self.gumbel_softmax_temperature,
+            noise_factor=self.noise_factor,
+            think_end_token_ids=tuple(think_end_token_ids),
+            soft_until_eos=soft_until_eos,
+            early_stopping_entropy_threshold=self.early_stopping_entropy_threshold if think_end_token_ids else 0.0,
+            early_stopping_length_threshold=self.early_stopping_length_threshold,
+        )
+        return cfg.validate()
+
+
+def problem_seed(seed: int, benchmark: str, problem_id: int) -> int:
+    """Per-problem seed ``sha256("{seed}:{benchmark}:{problem_id}")[:4] & 0x7fffffff``.
+
+    Backends seed sample j of a problem from (problem seed, j) only, so a sample is the same
+    whether it is drawn in a fresh run or in a resumed one.
+    """
+    digest = hashlib.sha256(f"{seed}:{benchmark}:{problem_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
