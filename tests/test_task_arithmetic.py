@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+
 from soft_thinking.testing import build_char_tokenizer
 from softgrpo.tasks.arithmetic import (
     DatasetError,

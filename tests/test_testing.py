@@ -6,6 +6,8 @@ import time
 
 import pytest
 import torch
+from transformers import DynamicCache
+
 from soft_thinking.testing import (
     ARCHS,
     DEFAULT_ALPHABET,
@@ -13,7 +15,6 @@ from soft_thinking.testing import (
     tiny_model,
     tiny_model_and_tokenizer,
 )
-from transformers import DynamicCache
 
 
 @pytest.fixture(scope="module")
