@@ -161,9 +161,41 @@ def ensure_smollm2(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     return final
 
 
+def _tiny_resolver(arch: str) -> Callable[[str | os.PathLike[str] | None], Path]:
+    """A random tiny model of :mod:`soft_thinking.testing` saved once as a normal HF folder."""
+
+    def resolve(cache_dir: str | os.PathLike[str] | None) -> Path:
+        from soft_thinking.testing import tiny_model_and_tokenizer
+
+        root = Path(cache_dir) if cache_dir is not None else cache_root() / "models"
+        final = root / f"tiny-{arch}"
+        if (final / "config.json").is_file():
+            return final
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tiny-{arch}-", dir=root))
+        try:
+            model, tokenizer = tiny_model_and_tokenizer(arch)
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not (final / "config.json").is_file():
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    return resolve
+
+
 #: Short name -> function(cache_dir or None) returning a local Hugging Face folder.
 MODEL_REGISTRY: dict[str, Callable[[str | os.PathLike[str] | None], Path]] = {
     SMOLLM2_NAME: ensure_smollm2,
+    "tiny-qwen2": _tiny_resolver("qwen2"),
+    "tiny-qwen3": _tiny_resolver("qwen3"),
+    "tiny-llama": _tiny_resolver("llama"),
 }
 
 

@@ -7,7 +7,8 @@ Layout of one row (left-padded prompt, right-padded response)::
 Prompt positions take token embeddings; response position ``t`` takes the input the rollout fed
 after step ``t`` (``replay_embeddings``: the mixture at soft steps, ``E[token]`` at discrete
 ones). The logits at the position before step ``t`` predict it, and
-:func:`soft_thinking.core.logprob.mixed_logprobs` scores each step. With unchanged weights this
+:func:`soft_thinking.core.logprob.step_logprobs` scores each step (the composition of
+:func:`~soft_thinking.core.logprob.mixed_logprobs`). With unchanged weights this
 reproduces the rollout's log-probs (replay parity).
 """
 
@@ -19,8 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from soft_thinking.core.logprob import LogProbOptions, mixed_logprobs
+from soft_thinking.core.logprob import LogProbOptions, step_logprobs
 from soft_thinking.core.mixture import replay_embeddings
+from soft_thinking.core.sampling import entropy_from_log_probs, log_softmax_at_temperature
 from soft_thinking.core.trace import SoftTrace, TraceBatch, collate_traces
 
 
@@ -62,11 +64,27 @@ def replay_logprobs(
     pad_id: int = 0,
 ) -> tuple[Tensor, TraceBatch]:
     """Recomputed per-step log-probs ``[B, T]`` (float32) and the collated batch (for its mask)."""
+    lp, _, batch = replay_logprobs_entropy(model, prompts, traces, opts, pad_id, with_entropy=False)
+    return lp, batch
+
+
+def replay_logprobs_entropy(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    traces: Sequence[SoftTrace] | TraceBatch,
+    opts: LogProbOptions | None = None,
+    pad_id: int = 0,
+    with_entropy: bool = True,
+) -> tuple[Tensor, Tensor | None, TraceBatch]:
+    """As :func:`replay_logprobs`, plus the (detached) entropy ``[B, T]`` of each step's distribution."""
     batch = traces if isinstance(traces, TraceBatch) else collate_traces(traces)
     dev = model.get_input_embeddings().weight.device
     batch = batch.to(dev)
     logits = replay_logits(model, prompts, batch, pad_id)
-    lp = mixed_logprobs(
-        logits, batch.tokens, batch.ids, batch.q, batch.soft, batch.temperatures, batch.noise, opts, batch.n_kept
-    )
-    return lp, batch
+    logp = log_softmax_at_temperature(logits, batch.temperatures)
+    lp = step_logprobs(logp, batch.tokens, batch.ids, batch.q, batch.soft, batch.noise, opts or LogProbOptions(), batch.n_kept)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = entropy_from_log_probs(logp.detach())
+    return lp, entropy, batch
