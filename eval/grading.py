@@ -13,7 +13,7 @@ Rules, in order:
    the region ("final answer is ...", last LaTeX / plain expression).
 4. **Gold answers** are parsed by format: ``expr`` (plain expression: AIME, GSM8K), ``latex``
    (LaTeX wrapped in ``$...$``: MATH-500, AMC), ``latex_dollar`` (already contains ``$``:
-   OlympiadBench) and ``choice`` (a letter A-D: GPQA-diamond).
+   OlympiadBench; every ``$`` and a trailing period are removed, then it is wrapped once) and ``choice`` (a letter A-D: GPQA-diamond).
 
 math-verify's signal-based timeouts are switched off here (``parsing_timeout=None``,
 ``timeout_seconds=None``); :class:`eval.grader.Grader` runs this function in worker processes
@@ -133,8 +133,10 @@ def _parse_gold(gold: str, fmt: str) -> tuple[Any, ...]:
     elif fmt == "latex":
         configs, text = [LatexExtractionConfig()], f"${gold}$"
     elif fmt == "latex_dollar":
+        # OlympiadBench golds carry their own (sometimes broken) $...$: "$221,$8$", "$x$." ->
+        # drop every $ and a trailing period, then wrap once.
         configs = [LatexExtractionConfig()]
-        text = gold if "$" in gold else f"${gold}$"
+        text = "$" + gold.replace("$", "").strip().rstrip(".").strip() + "$"
     else:  # choice
         configs, text = [StringExtractionConfig(strings=_CHOICES, lowercase=True)], gold
     return tuple(parse(text, configs, parsing_timeout=None))

@@ -37,3 +37,17 @@ def test_all_gold_answers_grade_correct_and_a_wrong_one_does_not():
     assert all(r.status == "ok" for r in res)
     assert [r.correct for r in wrong] == [False, False]
     assert time.monotonic() - t0 < 60
+
+
+def test_extra_benchmark_golds_grade_correct():
+    """OlympiadBench golds carry their own $...$ (two are malformed: "$221,$8$", "...\\{1\\}$.");
+    GPQA golds are letters."""
+    tasks = []
+    for rec in json.loads((DATA / "olympiad_bench.json").read_text()):
+        g = rec["final_answer"]
+        tasks.append((f"</think>\\boxed{{{g.replace('$', '').rstrip('.')}}}", g, "olympiad_bench"))
+    for rec in json.loads((DATA / "gpqa_diamond.json").read_text()):
+        tasks.append((f"</think>The answer is \\boxed{{{rec['final_answer']}}}", rec["final_answer"], "gpqa_diamond"))
+    with Grader(workers=2, timeout_s=20) as g:
+        res = g.grade(tasks)
+    assert [t[1] for t, r in zip(tasks, res) if not r.correct] == []
