@@ -1,0 +1,111 @@
+"""Training data: rows with a prompt and an answer, served in seeded, resumable order.
+
+Sources: ``builtin:arithmetic`` (the embedded default's synthetic task, generated from the seed),
+a JSONL file, or a parquet file in verl's layout (``prompt`` = chat messages, the answer in
+``reward_model.ground_truth``). Every row must hold the prompt and the answer: a missing field is
+an error that names the row.
+
+:class:`PromptSampler` walks a seeded permutation per epoch; its state is ``(epoch, position)``,
+saved in checkpoints so a resumed run sees the same prompts in the same order.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from soft_thinking.core.config import ConfigError
+
+
+class DatasetError(ValueError):
+    """A dataset row or file the trainer cannot use; the message names the row and the field."""
+
+
+@dataclass(frozen=True)
+class Example:
+    uid: str
+    prompt: str  # user text (the chat template is applied by the trainer)
+    answer: str
+
+
+def _from_rows(rows: list[dict[str, Any]], prompt_key: str, answer_key: str, source: str) -> list[Example]:
+    out = []
+    for i, row in enumerate(rows):
+        prompt = row.get(prompt_key)
+        answer = row.get(answer_key)
+        if answer is None and isinstance(row.get("reward_model"), dict):  # verl parquet layout
+            answer = row["reward_model"].get("ground_truth")
+        if isinstance(prompt, list):  # chat messages: the last user turn
+            users = [m.get("content") or m.get("value") for m in prompt if isinstance(m, dict)]
+            prompt = users[-1] if users else None
+        if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
+            raise DatasetError(f"{source}: row {i} has no prompt field {prompt_key!r}")
+        if answer is None:
+            raise DatasetError(f"{source}: row {i} has no answer field {answer_key!r}")
+        out.append(Example(uid=str(row.get("id", f"{source}:{i}")), prompt=str(prompt), answer=str(answer)))
+    if not out:
+        raise DatasetError(f"{source}: no rows")
+    return out
+
+
+def load_examples(spec: str, split: str, size: int, seed: int, prompt_key: str = "prompt", answer_key: str = "answer") -> list[Example]:
+    """Load ``spec`` (``builtin:arithmetic[?num_terms=3&digits=2]``, ``*.jsonl`` or ``*.parquet``)."""
+    if spec.startswith("builtin:"):
+        name, _, query = spec[len("builtin:") :].partition("?")
+        if name != "arithmetic":
+            raise ConfigError(f"data files {spec!r}: unknown builtin task {name!r}; allowed: ['arithmetic']")
+        from softgrpo.tasks.arithmetic import make_dataset
+
+        kw: dict[str, Any] = {}
+        for part in filter(None, query.split("&")):
+            k, _, v = part.partition("=")
+            kw[k] = tuple(v.split(",")) if k == "operators" else int(v)
+        return _from_rows(make_dataset(split, size, seed=seed, **kw), "prompt", "answer", spec)
+    path = Path(spec)
+    if not path.exists():
+        raise ConfigError(f"data files {spec!r}: no such file")
+    if path.suffix == ".jsonl":
+        from softgrpo.tasks.arithmetic import load_jsonl
+
+        rows = load_jsonl(path, required_keys=())
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    else:
+        raise ConfigError(f"data files {spec!r}: allowed a .jsonl or .parquet file or 'builtin:arithmetic'")
+    return _from_rows(rows, prompt_key, answer_key, str(path))
+
+
+class PromptSampler:
+    """Batches of examples in a seeded permutation per epoch; state = (epoch, position)."""
+
+    def __init__(self, examples: list[Example], batch_size: int, seed: int, shuffle: bool = True) -> None:
+        if batch_size > len(examples):
+            raise ConfigError(f"data.train_batch_size={batch_size} is larger than the dataset ({len(examples)} rows)")
+        self.examples, self.batch_size, self.seed, self.shuffle = examples, batch_size, seed, shuffle
+        self.epoch, self.position = 0, 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> list[int]:
+        order = list(range(len(self.examples)))
+        if self.shuffle:
+            random.Random(f"softgrpo-data:{self.seed}:{epoch}").shuffle(order)
+        return order
+
+    def next_batch(self) -> list[Example]:
+        if self.position + self.batch_size > len(self._order):  # drop the ragged tail
+            self.epoch, self.position = self.epoch + 1, 0
+            self._order = self._permutation(self.epoch)
+        idx = self._order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return [self.examples[i] for i in idx]
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._order = self._permutation(self.epoch)

@@ -1,0 +1,332 @@
+"""The reference SofT-GRPO / GRPO trainer: one loop, two arms, pure PyTorch + transformers.
+
+One training step (spec §4), top to bottom:
+
+1. take ``data.train_batch_size`` prompts; roll out ``rollout.n`` samples each with the
+   reference engine (soft thinking with noise for ``softgrpo``, discrete for ``grpo``);
+2. score rewards (math-verify on the answer after the think-end, or a custom function);
+3. group-normalized advantages ``A = (r - mean_group) / (std_group + 1e-6)``;
+4. recompute the old log-probs (and the reference model's) from the traces: inputs rebuilt
+   from ``ids``/``q`` with no gradient through them, scored by the core's ``mixed_logprobs``;
+   the largest ``|old - rollout|`` is logged as the replay-parity metric;
+5. PPO-clip updates over mini-batches (micro-batch gradient accumulation) with the k3 KL
+   loss, AdamW and gradient clipping;
+6. log metrics, checkpoint atomically every ``trainer.save_freq`` steps and at the end.
+
+Old log-probs are computed on exactly the micro-batches (same rows, same padding) that the
+update uses, so on the first mini-batch ``log pi - log pi_old`` is exactly 0.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from soft_thinking.core.config import SoftThinkingConfig
+from soft_thinking.core.grpo import (
+    broadcast_to_tokens,
+    compute_actor_loss,
+    compute_grpo_advantages,
+    kl_penalty,
+)
+from soft_thinking.core.logprob import LogProbOptions
+from soft_thinking.core.trace import SoftTrace, collate_traces
+from soft_thinking.engine import THINK_END, Sample, SoftThinkingEngine, resolve_think_end
+from soft_thinking.models import apply_chat_template, load_model, resolve_dtype
+from soft_thinking.replay import replay_logprobs_entropy
+from softgrpo.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from softgrpo.config import TrainConfig
+from softgrpo.data import Example, PromptSampler, load_examples
+from softgrpo.logger import MetricsLogger
+from softgrpo.rewards import make_scorer
+
+
+@dataclass
+class Rollout:
+    """One step's rollout batch, prompt-major (``n`` samples of prompt 0, then prompt 1, ...)."""
+
+    examples: list[Example]
+    samples: list[Sample]
+    rewards: torch.Tensor  # [B]
+    advantages: torch.Tensor  # [B]
+
+    @property
+    def traces(self) -> list[SoftTrace]:
+        return [s.trace for s in self.samples]
+
+    @property
+    def prompt_ids(self) -> list[list[int]]:
+        return [s.prompt_ids for s in self.samples]
+
+
+def step_seed(seed: int, step: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"softgrpo-step:{seed}:{step}".encode()).digest()[:7], "little")
+
+
+class Trainer:
+    """Build with a validated :class:`TrainConfig`; ``model``/``tokenizer`` may be passed in
+    (the quickstart's warm-started model), else ``actor_rollout_ref.model.path`` is loaded."""
+
+    def __init__(self, cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        t = cfg.trainer
+        torch.set_num_threads(t.num_threads)
+        self.device = torch.device(t.device)
+        if model is None:
+            model, tokenizer = load_model(
+                cfg.actor_rollout_ref.model.path, device=self.device, dtype=cfg.actor_rollout_ref.model.dtype,
+                trust_remote_code=cfg.actor_rollout_ref.model.trust_remote_code,
+            )
+        elif tokenizer is None:
+            raise ValueError("Trainer: a model was passed without its tokenizer")
+        self.model = model.to(device=self.device, dtype=resolve_dtype(cfg.actor_rollout_ref.model.dtype))
+        self.model.eval()  # no dropout anywhere: rollout, replay and update see the same function
+        self.tokenizer = tokenizer
+        self.ref_model = None
+        if cfg.actor.use_kl_loss and cfg.actor.kl_loss_coef > 0:
+            self.ref_model = copy.deepcopy(self.model).requires_grad_(False)
+        self.engine = SoftThinkingEngine(self.model, tokenizer, device=self.device)
+        think_end = resolve_think_end(tokenizer, THINK_END)
+        self.st_cfg: SoftThinkingConfig = cfg.soft_thinking_config(think_end)
+        self.st_cfg.validate(vocab_size=self.engine.vocab_size, for_training=True)
+        self.lp_opts = LogProbOptions.from_config(self.st_cfg)
+        self.loss_cfg = cfg.loss_config()
+        d = cfg.data
+        self.train_examples = load_examples(d.train_files, "train", d.train_size, t.seed, d.prompt_key, d.answer_key)
+        self.val_examples = (
+            load_examples(d.val_files, "test", d.val_size, t.seed, d.prompt_key, d.answer_key) if d.val_files else []
+        )
+        self.sampler = PromptSampler(self.train_examples, d.train_batch_size, t.seed, d.shuffle)
+        o = cfg.actor.optim
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad], lr=o.lr, weight_decay=o.weight_decay,
+            betas=tuple(o.betas),
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        rf = cfg.custom_reward_function
+        self.scorer = make_scorer(rf.path, rf.name, rf.timeout_s, rf.workers)
+        self.out_dir = Path(t.default_local_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.global_step = 0
+        self._prompt_cache: dict[str, str] = {}
+        self._resume()
+        self.logger = MetricsLogger(self.out_dir, t.logger, t.project_name, t.experiment_name, cfg.to_dict(),
+                                    resume_step=self.global_step)
+
+    # ------------------------------------------------------------------------------------------
+    def _lr_factor(self, step: int) -> float:
+        o, total = self.cfg.actor.optim, self.cfg.trainer.total_training_steps
+        if o.warmup_steps and step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        if o.lr_scheduler == "cosine":
+            progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    def _resume(self) -> None:
+        if self.cfg.trainer.resume_mode != "auto":
+            return
+        ckpt = latest_checkpoint(self.ckpt_dir)
+        if ckpt is None:
+            return
+        from safetensors.torch import load_file
+
+        state = load_file(str(ckpt / "model" / "model.safetensors"), device=str(self.device))
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        tied = {"lm_head.weight"} if getattr(self.model.config, "tie_word_embeddings", False) else set()
+        if unexpected or set(missing) - tied:
+            raise RuntimeError(f"checkpoint {ckpt} does not match the model: missing={missing} unexpected={unexpected}")
+        ts = load_trainer_state(ckpt)
+        self.optimizer.load_state_dict(ts["optimizer"])
+        self.scheduler.load_state_dict(ts["scheduler"])
+        set_rng_state(ts["rng"])
+        self.sampler.load_state_dict(ts["sampler"])
+        self.scorer.counts = Counter(ts.get("reward_counts", {}))
+        self.global_step = int(ts["global_step"])
+        print(f"resumed from {ckpt} at step {self.global_step}", flush=True)
+
+    def save(self) -> Path:
+        return save_checkpoint(
+            self.ckpt_dir, self.global_step, self.model, self.tokenizer, self.optimizer, self.scheduler,
+            {"global_step": self.global_step, "sampler": self.sampler.state_dict(),
+             "reward_counts": dict(self.scorer.counts)},
+            self.cfg.to_dict(), keep=self.cfg.trainer.keep_checkpoints,
+        )
+
+    def chat_prompt(self, user_text: str) -> str:
+        if not self.cfg.data.apply_chat_template:
+            return user_text
+        if user_text not in self._prompt_cache:
+            self._prompt_cache[user_text] = apply_chat_template(self.tokenizer, user_text)
+        return self._prompt_cache[user_text]
+
+    # ------------------------------------------------------------------------------------------
+    def rollout(self, examples: list[Example], step: int) -> Rollout:
+        n = self.cfg.rollout.n
+        samples = self.engine.generate(
+            [self.chat_prompt(e.prompt) for e in examples], self.st_cfg, n=n,
+            max_new_tokens=self.cfg.data.max_response_length, seed=step_seed(self.cfg.trainer.seed, step),
+        )
+        answers = [e.answer for e in examples for _ in range(n)]
+        rewards = torch.tensor(self.scorer(self.cfg.data.data_source, [s.text for s in samples], answers))
+        groups = [i // n for i in range(len(samples))]
+        adv = compute_grpo_advantages(rewards, groups, norm_by_std=self.cfg.algorithm.norm_adv_by_std_in_grpo)
+        return Rollout(examples, samples, rewards, adv)
+
+    def _micro_batches(self, size: int) -> list[slice]:
+        return [slice(i, i + size) for i in range(0, size, self.cfg.actor.ppo_micro_batch_size)]
+
+    def _log_probs(self, model: Any, ro: Rollout, rows: slice, pad_to: int, with_entropy: bool = False):
+        traces = ro.traces[rows]
+        return replay_logprobs_entropy(
+            model, ro.prompt_ids[rows], collate_traces(traces, pad_to=pad_to), self.lp_opts,
+            pad_id=self.engine.pad_id, with_entropy=with_entropy,
+        )
+
+    def update(self, ro: Rollout) -> dict[str, float]:
+        """Old/ref log-probs, then PPO epochs over mini-batches; returns the update's metrics."""
+        a = self.cfg.actor
+        n_seq = len(ro.samples)
+        pad_to = max(len(s.trace) for s in ro.samples)
+        mini = a.ppo_mini_batch_size * self.cfg.rollout.n
+        minis = [slice(i, i + mini) for i in range(0, n_seq, mini)]
+        micro_slices = [
+            [slice(m.start + s.start, m.start + s.stop) for s in self._micro_batches(mini)] for m in minis
+        ]
+        # old and reference log-probs on the very micro-batches the update will use
+        old, ref, ent, masks = {}, {}, {}, {}
+        with torch.no_grad():
+            for micro in (s for group in micro_slices for s in group):
+                lp, e, batch = self._log_probs(self.model, ro, micro, pad_to, with_entropy=True)
+                old[micro.start], ent[micro.start], masks[micro.start] = lp, e, batch.mask
+                if self.ref_model is not None:
+                    ref[micro.start] = self._log_probs(self.ref_model, ro, micro, pad_to)[0]
+        rollout_lp = collate_traces(ro.traces, pad_to=pad_to).logprobs.to(self.device)
+        all_mask = torch.cat([masks[k] for k in sorted(masks)])
+        all_old = torch.cat([old[k] for k in sorted(old)])
+        parity = ((all_old - rollout_lp).abs() * all_mask).max().item()
+        adv_tok = broadcast_to_tokens(ro.advantages.to(self.device), all_mask)
+
+        stats: Counter[str] = Counter()
+        n_stat = 0
+        first_ratio_dev = None
+        grad_norms = []
+        self.model.train(False)
+        for _ in range(a.ppo_epochs):
+            for group in micro_slices:
+                self.optimizer.zero_grad(set_to_none=True)
+                mini_tokens = sum(int(masks[s.start].sum()) for s in group)
+                mini_seqs = sum(s.stop - s.start for s in group)
+                for s in group:
+                    lp, _, batch = self._log_probs(self.model, ro, s, pad_to)
+                    mask = batch.mask
+                    loss, st = compute_actor_loss(
+                        lp, old[s.start], adv_tok[s], mask, self.loss_cfg, ref_log_prob=ref.get(s.start)
+                    )
+                    if first_ratio_dev is None:
+                        first_ratio_dev = ((lp.detach() - old[s.start]).abs() * mask).max().item()
+                    if self.loss_cfg.loss_agg_mode in ("token-mean", "token-sum"):
+                        weight = int(mask.sum()) / max(mini_tokens, 1)
+                    else:
+                        weight = (s.stop - s.start) / mini_seqs
+                    (loss * weight).backward()
+                    for k, v in st.items():
+                        stats[k] += float(v) * weight
+                n_stat += 1
+                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), a.grad_clip)))
+                self.optimizer.step()
+        self.scheduler.step()
+        kl_ref = 0.0
+        if self.ref_model is not None:
+            all_ref = torch.cat([ref[k] for k in sorted(ref)])
+            kl_ref = float((kl_penalty(all_old, all_ref, "low_var_kl") * all_mask).sum() / all_mask.sum().clamp_min(1))
+        all_ent = torch.cat([ent[k] for k in sorted(ent)])
+        out = {f"actor/{k}": v / max(n_stat, 1) for k, v in stats.items()}
+        out.update({
+            "actor/grad_norm": sum(grad_norms) / len(grad_norms),
+            "actor/kl_ref": kl_ref,
+            "actor/entropy": float((all_ent * all_mask).sum() / all_mask.sum().clamp_min(1)),
+            "actor/lr": self.scheduler.get_last_lr()[0],
+            "actor/first_minibatch_max_abs_log_ratio": float(first_ratio_dev or 0.0),
+            "replay/max_abs_diff": parity,
+        })
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    def rollout_metrics(self, ro: Rollout) -> dict[str, float]:
+        s = ro.samples
+        lengths = torch.tensor([x.num_tokens for x in s], dtype=torch.float32)
+        n_soft = sum(x.stats.get("soft_steps", 0.0) for x in s)
+        m = {
+            "reward/mean": float(ro.rewards.mean()),
+            "train/accuracy": float((ro.rewards > 0.5).float().mean()),
+            "response/length_mean": float(lengths.mean()),
+            "response/length_max": float(lengths.max()),
+            "response/thinking_length_mean": sum(x.num_thinking_tokens for x in s) / len(s),
+            "response/clip_share": sum(x.finish_reason in ("length", "context") for x in s) / len(s),
+            "soft/step_share": sum(x.soft_share * x.num_tokens for x in s) / max(float(lengths.sum()), 1.0),
+            "soft/single_candidate_share": (
+                sum(x.stats.get("single_candidate_share", 0.0) * x.stats.get("soft_steps", 0.0) for x in s) / n_soft
+                if n_soft else 0.0
+            ),
+            "soft/top_weight_below_0.9_share": (
+                sum(x.stats.get("top_weight_below_0.9_share", 0.0) * x.stats.get("soft_steps", 0.0) for x in s) / n_soft
+                if n_soft else 0.0
+            ),
+            "adv/zero_group_share": float(
+                (ro.rewards.view(-1, self.cfg.rollout.n).std(-1, unbiased=False) == 0).float().mean()
+            ),
+        }
+        for status in ("timeout", "parse_error", "no_answer"):
+            m[f"reward/{status}_count"] = float(self.scorer.counts.get(status, 0))
+        return m
+
+    def train_step(self) -> dict[str, float]:
+        step = self.global_step + 1
+        t0 = time.perf_counter()
+        examples = self.sampler.next_batch()
+        ro = self.rollout(examples, step)
+        t_gen = time.perf_counter() - t0
+        metrics = self.rollout_metrics(ro)
+        t1 = time.perf_counter()
+        metrics.update(self.update(ro))
+        t_upd = time.perf_counter() - t1
+        tokens = sum(x.num_tokens for x in ro.samples)
+        metrics.update({
+            "timing/gen_s": t_gen, "timing/update_s": t_upd, "timing/step_s": time.perf_counter() - t0,
+            "throughput/tokens_per_s": tokens / max(time.perf_counter() - t0, 1e-9),
+        })
+        self.global_step = step
+        return metrics
+
+    def train(self) -> dict[str, float]:
+        t = self.cfg.trainer
+        last: dict[str, float] = {}
+        end = t.total_training_steps
+        if t.stop_after_steps is not None:
+            end = min(end, self.global_step + t.stop_after_steps)
+        bar = tqdm(total=t.total_training_steps, initial=self.global_step, desc=f"{t.arm}", disable=not t.progress)
+        try:
+            while self.global_step < end:
+                last = self.train_step()
+                self.logger.log(self.global_step, last)
+                bar.update(1)
+                if t.save_freq and self.global_step % t.save_freq == 0:
+                    self.save()
+            if not (t.save_freq and self.global_step % t.save_freq == 0):
+                self.save()
+        finally:
+            bar.close()
+            self.logger.close()
+            self.scorer.close()
+        return last
