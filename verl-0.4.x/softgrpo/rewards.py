@@ -12,6 +12,8 @@ the evaluation harness: a timeout or a parse failure scores 0 and is *counted* (
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +27,6 @@ RewardFn = Callable[..., float]
 def load_reward_function(path: str, name: str = "compute_score") -> RewardFn:
     """Import ``pkg.module:fn`` / ``pkg.module.fn`` / a ``.py`` file path + ``name``; clear errors."""
     if path.endswith(".py"):
-        import importlib.util
-
         spec = importlib.util.spec_from_file_location("softgrpo_custom_reward", path)
         if spec is None or spec.loader is None:
             raise ConfigError(f"custom_reward_function.path={path!r}: cannot load this file")

@@ -47,7 +47,7 @@ from softgrpo.checkpoint import latest_checkpoint, load_trainer_state, save_chec
 from softgrpo.config import TrainConfig
 from softgrpo.data import Example, PromptSampler, load_examples
 from softgrpo.logger import MetricsLogger
-from softgrpo.rewards import make_scorer
+from softgrpo.rewards import RewardScorer, make_scorer
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Trainer:
     """Build with a validated :class:`TrainConfig`; ``model``/``tokenizer`` may be passed in
     (the quickstart's warm-started model), else ``actor_rollout_ref.model.path`` is loaded."""
 
-    def __init__(self, cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> None:
+    def __init__(self, cfg: TrainConfig, model: Any = None, tokenizer: Any = None, scorer: RewardScorer | None = None) -> None:
         cfg.validate()
         self.cfg = cfg
         t = cfg.trainer
@@ -114,7 +114,8 @@ class Trainer:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         rf = cfg.custom_reward_function
-        self.scorer = make_scorer(rf.path, rf.name, rf.timeout_s, rf.workers)
+        self._owns_scorer = scorer is None
+        self.scorer = scorer if scorer is not None else make_scorer(rf.path, rf.name, rf.timeout_s, rf.workers)
         self.out_dir = Path(t.default_local_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.global_step = 0
@@ -184,7 +185,8 @@ class Trainer:
         return Rollout(examples, samples, rewards, adv)
 
     def _micro_batches(self, size: int) -> list[slice]:
-        return [slice(i, i + size) for i in range(0, size, self.cfg.actor.ppo_micro_batch_size)]
+        micro = self.cfg.actor.ppo_micro_batch_size
+        return [slice(i, min(i + micro, size)) for i in range(0, size, micro)]
 
     def _log_probs(self, model: Any, ro: Rollout, rows: slice, pad_to: int, with_entropy: bool = False):
         traces = ro.traces[rows]
@@ -328,5 +330,6 @@ class Trainer:
         finally:
             bar.close()
             self.logger.close()
-            self.scorer.close()
+            if self._owns_scorer:
+                self.scorer.close()
         return last

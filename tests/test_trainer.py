@@ -1,0 +1,163 @@
+"""The reference trainer: learning signal, exact PPO ratio at the first mini-batch, replay parity,
+zero-advantage groups, resume identity, interrupted checkpoints and config errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from soft_thinking.core.config import ConfigError
+from soft_thinking.testing import tiny_model_and_tokenizer
+from softgrpo import checkpoint as ckpt_mod
+from softgrpo.config import load_config
+from softgrpo.data import DatasetError
+from softgrpo.trainer import Trainer
+
+REWARDS = Path(__file__).with_name("trainer_rewards.py")
+BASE = [
+    "data.train_files=builtin:arithmetic",
+    "data.train_size=64",
+    "data.train_batch_size=4",
+    "data.max_response_length=8",
+    "data.apply_chat_template=false",
+    "actor_rollout_ref.rollout.n=4",
+    "actor_rollout_ref.rollout.top_p=1.0",
+    "actor_rollout_ref.rollout.top_k=-1",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+    "actor_rollout_ref.actor.ppo_micro_batch_size=4",
+    "actor_rollout_ref.actor.optim.weight_decay=0.0",
+    f"custom_reward_function.path={REWARDS}",
+    "custom_reward_function.name=digit_share",
+    "trainer.logger=[jsonl]",
+    "trainer.progress=false",
+    "trainer.save_freq=0",
+    "soft_thinking.gumbel_softmax_temperature=0.5",
+]
+
+
+def make(tmp_path: Path, *overrides: str, arch: str = "qwen2") -> Trainer:
+    cfg = load_config(None, [*BASE, f"trainer.default_local_dir={tmp_path}", *overrides])
+    model, tok = tiny_model_and_tokenizer(arch)
+    return Trainer(cfg, model=model, tokenizer=tok)
+
+
+def params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+@pytest.mark.parametrize("arm", ["grpo", "softgrpo"])
+def test_one_step_at_high_lr_changes_every_parameter(tmp_path: Path, arm: str) -> None:
+    tr = make(tmp_path, f"trainer.arm={arm}", "trainer.total_training_steps=1", "actor_rollout_ref.actor.optim.lr=0.1")
+    before = params(tr.model)
+    m = tr.train()
+    unchanged = [k for k, v in tr.model.named_parameters() if torch.equal(v.detach(), before[k])]
+    assert unchanged == []
+    assert m["actor/grad_norm"] > 0
+
+
+@pytest.mark.parametrize("arm", ["grpo", "softgrpo"])
+def test_exact_ratio_and_replay_parity(tmp_path: Path, arm: str) -> None:
+    tr = make(tmp_path, f"trainer.arm={arm}", "trainer.total_training_steps=2", "actor_rollout_ref.actor.optim.lr=1e-3")
+    tr.train()
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for m in lines:
+        assert m["actor/first_minibatch_max_abs_log_ratio"] == 0.0  # ratio exactly 1
+        assert m["replay/max_abs_diff"] <= 1e-5
+    if arm == "softgrpo":
+        assert lines[0]["soft/step_share"] > 0.5
+    else:
+        assert lines[0]["soft/step_share"] == 0.0
+
+
+def test_equal_rewards_give_no_update_and_zero_kl(tmp_path: Path) -> None:
+    tr = make(
+        tmp_path, "trainer.total_training_steps=1", "custom_reward_function.name=constant",
+        "actor_rollout_ref.actor.optim.lr=0.1",
+    )
+    before = params(tr.model)
+    m = tr.train()
+    assert m["adv/zero_group_share"] == 1.0
+    assert m["actor/kl_ref"] == 0.0  # policy == reference at the first step
+    assert all(torch.equal(v.detach(), before[k]) for k, v in tr.model.named_parameters())
+
+
+@pytest.mark.parametrize("arm", ["grpo", "softgrpo"])
+def test_reward_rises_on_a_learnable_task(tmp_path: Path, arm: str) -> None:
+    tr = make(
+        tmp_path, f"trainer.arm={arm}", "trainer.total_training_steps=14", "actor_rollout_ref.actor.optim.lr=1e-2",
+        "actor_rollout_ref.actor.use_kl_loss=false", "data.train_batch_size=8", "actor_rollout_ref.actor.ppo_mini_batch_size=4",
+        "actor_rollout_ref.actor.ppo_micro_batch_size=16",
+    )
+    tr.train()
+    r = [json.loads(x)["reward/mean"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r[-3:]) / 3 > sum(r[:3]) / 3 + 0.1, r
+
+
+def test_resume_is_bit_identical(tmp_path: Path) -> None:
+    common = ["trainer.arm=softgrpo", "trainer.total_training_steps=4", "trainer.save_freq=2",
+              "actor_rollout_ref.actor.optim.lr=1e-2"]
+    full = make(tmp_path / "full", *common)
+    full.train()
+    part = make(tmp_path / "part", *common, "trainer.stop_after_steps=2")
+    part.train()
+    assert part.global_step == 2
+    resumed = make(tmp_path / "part", *common)  # resume_mode auto
+    assert resumed.global_step == 2
+    resumed.train()
+    for (k, a), (_, b) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
+        assert torch.equal(a, b), k
+
+    def clean(path: Path) -> list[dict]:
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        return [{k: v for k, v in r.items() if not k.startswith(("timing/", "throughput/"))} for r in rows]
+
+    assert clean(tmp_path / "full" / "metrics.jsonl") == clean(tmp_path / "part" / "metrics.jsonl")
+
+
+def test_interrupted_checkpoint_write_leaves_previous_loadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    common = ["trainer.total_training_steps=2", "trainer.save_freq=1"]
+    tr = make(tmp_path, *common, "trainer.stop_after_steps=1")
+    tr.train()
+    tr2 = make(tmp_path, *common)
+    assert tr2.global_step == 1
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt("killed during checkpoint write")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        tr2.train()
+    monkeypatch.undo()
+    assert ckpt_mod.latest_checkpoint(tmp_path / "checkpoints").name == "global_step_1"
+    tr3 = make(tmp_path, *common)
+    assert tr3.global_step == 1
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("actor_rollout_ref.rollout.n=1", "actor_rollout_ref.rollout.n"),
+        ("actor_rollout_ref.actor.ppo_mini_batch_size=3", "ppo_mini_batch_size"),
+        ("actor_rollout_ref.actor.ppo_micro_batch_size=3", "ppo_micro_batch_size"),
+        ("soft_thinking.gumbel_softmax_temperature=0.0", "gumbel_softmax_temperature"),
+        ("soft_thinking.noise=levy", "noise"),
+        ("trainer.arm=ppo", "trainer.arm"),
+        ("actor_rollout_ref.actor.optim.lr=-1", "optim.lr"),
+        ("data.train_batch_size=0", "data.train_batch_size"),
+        ("trainer.logger=[mlflow]", "trainer.logger"),
+        ("actor_rollout_ref.actor.bogus=1", "actor_rollout_ref.actor.bogus"),
+    ],
+)
+def test_bad_config_is_rejected_naming_the_key(tmp_path: Path, override: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, [*BASE, override])
+
+
+def test_dataset_row_without_answer_and_unknown_reward_path(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "1+1", "answer": "2"}\n{"prompt": "2+2"}\n')
+    with pytest.raises(DatasetError, match=r"row 1 .*answer"):
+        make(tmp_path, f"data.train_files={data}", "data.train_batch_size=1", "actor_rollout_ref.actor.ppo_mini_batch_size=1")
+    with pytest.raises(ConfigError, match="custom_reward_function.path"):
+        make(tmp_path, "custom_reward_function.path=tests.no_such_module:fn")
