@@ -1,0 +1,202 @@
+"""Command-line generation with the reference soft-thinking engine.
+
+Examples::
+
+    python -m soft_thinking.generate --model tiny-qwen2 --prompt "What is 2+3?" --n 2
+    python -m soft_thinking.generate --model smollm2-135m --prompt "What is 2+3?" \\
+        --mode soft --noise gumbel --max-topk 5 --tau 0.1 --top-p 0.95 --top-k 5 --json
+
+``--model`` is a local Hugging Face folder, a Hub id, a short name of
+:data:`soft_thinking.models.MODEL_REGISTRY` (``smollm2-135m``) or one of ``tiny-qwen2``,
+``tiny-qwen3``, ``tiny-llama`` (a tiny random model with a character tokenizer, for demos and
+tests). Prompts go through the tokenizer's chat template unless ``--no-chat-template``.
+
+The think-end string (``--think-end``, default ``</think>``) is tokenized with the model's
+tokenizer; when it is not a single token of the vocabulary it is used as a multi-token sequence.
+``--soft-until-eos`` drops the think-end instead: the sample stays soft until EOS.
+
+Per sample the output gives the answer, the thinking length, the share of soft steps, the mean
+rollout log-prob, the single-candidate share of soft steps, the finish reason and the decode speed.
+With ``--json`` every sample is one JSON line (``"type": "sample"``) followed by one summary line
+(``"type": "summary"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from soft_thinking.core.config import NOISE_KINDS, ConfigError, SoftThinkingConfig
+from soft_thinking.engine import THINK_END, EngineError, Sample, SoftThinkingEngine, resolve_think_end
+
+#: ``--model`` names that build a tiny random model (``soft_thinking.testing``) instead of loading one.
+TINY_MODELS: dict[str, str] = {"tiny-qwen2": "qwen2", "tiny-qwen3": "qwen3", "tiny-llama": "llama"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m soft_thinking.generate``."""
+    p = argparse.ArgumentParser(
+        prog="python -m soft_thinking.generate",
+        description="Generate with soft thinking (or plain discrete decoding) on a transformers model.",
+    )
+    p.add_argument("--model", required=True, help="local folder, Hub id, smollm2-135m, or tiny-qwen2/-qwen3/-llama")
+    p.add_argument("--prompt", action="append", required=True, help="user message (repeat for several prompts)")
+    p.add_argument("--mode", choices=("soft", "discrete"), default="soft")
+    p.add_argument("--noise", choices=NOISE_KINDS, default="gumbel", help="noise on the soft mixture")
+    p.add_argument("--max-topk", type=int, default=5, help="K, candidates per soft step")
+    p.add_argument("--tau", type=float, default=0.1, help="Gumbel-softmax temperature tau_g")
+    p.add_argument("--temperature", type=float, default=1.0, help="thinking temperature (0 = greedy)")
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--top-k", type=int, default=5, help="-1 = off")
+    p.add_argument("--min-p", type=float, default=0.0)
+    p.add_argument("--after-thinking-temperature", type=float, default=None, help="answer phase (default: same)")
+    p.add_argument("--after-thinking-top-p", type=float, default=None)
+    p.add_argument("--after-thinking-top-k", type=int, default=None)
+    p.add_argument("--after-thinking-min-p", type=float, default=None)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--n", type=int, default=1, help="samples per prompt")
+    p.add_argument("--batch-size", type=int, default=None, help="rows decoded together (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    p.add_argument("--think-end", default=THINK_END, help="think-end string (may tokenize to several tokens)")
+    p.add_argument("--soft-until-eos", action="store_true", help="no think-end: stay soft until EOS")
+    p.add_argument("--cold-stop-threshold", type=float, default=0.0, help="Cold Stop entropy threshold (0 = off)")
+    p.add_argument("--cold-stop-length", type=int, default=256, help="Cold Stop: consecutive low-entropy steps")
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--no-chat-template", action="store_true", help="feed the prompts as they are")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    return p
+
+
+def load(name: str, device: str, dtype: str) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` for ``--model`` (tiny names build a tiny random model)."""
+    from soft_thinking.models import resolve_dtype
+
+    if name in TINY_MODELS:
+        from soft_thinking.testing import tiny_model_and_tokenizer
+
+        model, tok = tiny_model_and_tokenizer(TINY_MODELS[name], dtype=resolve_dtype(dtype))
+        return model.to(device), tok
+    from soft_thinking.models import load_model
+
+    return load_model(name, device=device, dtype=dtype)
+
+
+def build_config(args: argparse.Namespace, tokenizer: Any) -> SoftThinkingConfig:
+    """The :class:`SoftThinkingConfig` of the parsed flags (think-end resolved with ``tokenizer``)."""
+    soft = args.mode == "soft"
+    think_end: tuple[int, ...] = () if args.soft_until_eos else resolve_think_end(tokenizer, args.think_end)
+    cfg = SoftThinkingConfig(
+        enable_soft_thinking=soft,
+        max_topk=args.max_topk,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        min_p=args.min_p,
+        after_thinking_temperature=args.after_thinking_temperature,
+        after_thinking_top_p=args.after_thinking_top_p,
+        after_thinking_top_k=args.after_thinking_top_k,
+        after_thinking_min_p=args.after_thinking_min_p,
+        noise=args.noise,
+        gumbel_softmax_temperature=args.tau,
+        think_end_token_ids=think_end,
+        soft_until_eos=bool(args.soft_until_eos) and soft,
+        early_stopping_entropy_threshold=args.cold_stop_threshold,
+        early_stopping_length_threshold=args.cold_stop_length,
+    )
+    return cfg
+
+
+def sample_record(s: Sample) -> dict[str, Any]:
+    """The JSON-able summary of one sample."""
+    n = s.num_tokens
+    return {
+        "type": "sample",
+        "prompt_index": s.prompt_index,
+        "sample_index": s.sample_index,
+        "answer": s.answer_text,
+        "thinking": s.thinking_text,
+        "text": s.text,
+        "num_tokens": n,
+        "num_thinking_tokens": s.num_thinking_tokens,
+        "soft_share": s.soft_share,
+        "mean_logprob": float(s.trace.logprobs.mean()) if n else 0.0,
+        "single_candidate_share": float(s.stats.get("single_candidate_share", 0.0)),
+        "finish_reason": s.finish_reason,
+        "cold_stopped": s.cold_stopped,
+        # rows decode together, so this is the row's decode speed inside its batch
+        "tokens_per_s": n / s.time_s if s.time_s > 0 else 0.0,
+    }
+
+
+def format_record(r: dict[str, Any]) -> str:
+    """Human-readable block for one sample record."""
+    return (
+        f"=== prompt {r['prompt_index']} sample {r['sample_index']} ===\n"
+        f"answer: {r['answer']!r}\n"
+        f"thinking: {r['num_thinking_tokens']} tokens | generated: {r['num_tokens']} tokens | "
+        f"soft steps: {r['soft_share']:.1%} | mean rollout log-prob: {r['mean_logprob']:.4f} | "
+        f"single-candidate share: {r['single_candidate_share']:.1%} | finish: {r['finish_reason']}"
+        f"{' (cold stop)' if r['cold_stopped'] else ''} | {r['tokens_per_s']:.1f} tokens/s"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input or model)."""
+    args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        from soft_thinking.models import ModelLoadError, apply_chat_template
+
+        try:
+            model, tok = load(args.model, args.device, args.dtype)
+        except (ModelLoadError, ValueError) as err:
+            raise EngineError(f"--model {args.model!r}: {err}") from err
+        engine = SoftThinkingEngine(model, tok)
+        cfg = build_config(args, tok)
+        prompts = list(args.prompt) if args.no_chat_template else [apply_chat_template(tok, p) for p in args.prompt]
+        t0 = time.perf_counter()
+        samples = engine.generate(
+            prompts, cfg, n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed,
+            stop=tuple(args.stop), batch_size=args.batch_size,
+        )
+        wall = time.perf_counter() - t0
+    except (EngineError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    total = sum(s.num_tokens for s in samples)
+    summary = {
+        "type": "summary",
+        "model": args.model,
+        "mode": args.mode,
+        "noise": cfg.effective_noise if args.mode == "soft" else "none",
+        "think_end_token_ids": list(cfg.think_end_token_ids),
+        "samples": len(samples),
+        "generated_tokens": total,
+        "wall_s": wall,
+        "tokens_per_s": total / wall if wall > 0 else 0.0,
+    }
+    for s in samples:
+        r = sample_record(s)
+        print(json.dumps(r) if args.json else format_record(r))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"--- {summary['samples']} samples, {total} tokens in {wall:.2f} s "
+            f"({summary['tokens_per_s']:.1f} tokens/s); think-end ids {summary['think_end_token_ids']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
