@@ -75,7 +75,7 @@ def warm_start(
     grade: Callable[[list[str], list[str]], list[float]],
     *,
     lr: float = 3e-3,
-    batch_size: int = 64,
+    batch_size: int = 32,
     max_steps: int = 3000,
     eval_every: int = 50,
     target_accuracy: float = 0.4,
@@ -113,6 +113,8 @@ def warm_start(
             acc = greedy_accuracy(engine, val_rows, grade, max_new_tokens, chat_template)
             history.append({"step": step, "loss": loss.item(), "greedy_accuracy": acc})
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}")
+            if not progress:
+                print(f"[sft] step {step} loss {loss.item():.3f} held-out greedy accuracy {acc:.2f}", flush=True)
             if acc >= target_accuracy:
                 break
     bar.close()

@@ -1,0 +1,173 @@
+"""Update-step cost of SofT-GRPO vs GRPO on the same batch shape (issue targets: time ≤ 1.15×,
+peak memory of the log-prob recomputation ≤ 1.1×).
+
+    python -m bench.update [--threads 1] [--repeats 5] [--out bench/results/update.json]
+
+Both arms run the trainer's own code on batches of identical shape (B sequences × T steps):
+
+- ``time``: one full update (old-log-prob recomputation, reference log-probs, one PPO
+  mini-batch with backward and AdamW) — :meth:`softgrpo.trainer.Trainer.update`;
+- ``memory``: peak CPU memory allocated by torch during one log-prob recomputation with
+  backward (``replay_logprobs`` + ``sum().backward()``), from the profiler's allocation events.
+
+Cases: (a) the quickstart model (vocab 103) on real rollouts of each arm; (b) a tiny model with a
+32k vocabulary on synthetic traces (soft steps with K=5 Gumbel candidates vs discrete steps), where
+the ``[N, V]`` log-softmax dominates as it does for real LLMs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from soft_thinking.core.noise import NoiseParams, draw_gumbel
+from soft_thinking.core.trace import SoftTrace
+from soft_thinking.replay import replay_logprobs
+from soft_thinking.testing import tiny_model, tiny_model_and_tokenizer
+from softgrpo.config import load_config
+from softgrpo.trainer import Rollout, Trainer
+
+OUT = Path(__file__).resolve().parent / "results" / "update.json"
+
+
+def peak_alloc_bytes(fn) -> int:
+    """Peak of the running sum of torch CPU allocations/frees recorded while ``fn`` runs."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
+    cur = peak = 0
+    for e in events:
+        cur += e.cpu_memory_usage
+        peak = max(peak, cur)
+    return peak
+
+
+def synthetic_traces(b: int, t: int, k: int, v: int, soft: bool, seed: int) -> list[SoftTrace]:
+    g = torch.Generator().manual_seed(seed)
+    traces = []
+    for i in range(b):
+        tokens = torch.randint(0, v, (t,), generator=g)
+        if soft:
+            ids = torch.randint(0, v, (t, k), generator=g)
+            ids[:, 0] = tokens
+            p = torch.softmax(torch.randn(t, k, generator=g) * 2, -1)
+            q = draw_gumbel(p, [torch.Generator().manual_seed(seed * 7919 + i * 31 + j) for j in range(t)], NoiseParams())
+            q, order = q.sort(-1, descending=True)
+            ids = ids.gather(-1, order)
+            tokens = ids[:, 0].clone()
+            flags = torch.ones(t, dtype=torch.bool)
+        else:
+            ids = torch.zeros(t, k, dtype=torch.int64)
+            ids[:, 0] = tokens
+            q = torch.zeros(t, k)
+            flags = torch.zeros(t, dtype=torch.bool)
+        traces.append(SoftTrace(tokens=tokens, ids=ids.to(torch.int32), q=q, soft=flags,
+                                logprobs=torch.zeros(t), noise="gumbel", tau_g=0.1, temperature=1.0,
+                                answer_temperature=1.0, answer_start=t if soft else 0))
+    return traces
+
+
+def case_quickstart(repeats: int) -> dict:
+    """Real rollouts of each arm on the quickstart model; responses cut to a common length."""
+    out = {}
+    rollouts = {}
+    trainers = {}
+    for arm in ("grpo", "softgrpo"):
+        cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml", [
+            f"trainer.arm={arm}", "trainer.logger=[]", "trainer.progress=false", "trainer.resume_mode=disable",
+            f"trainer.default_local_dir=/tmp/softgrpo-bench-{arm}", "data.train_size=256",
+            "custom_reward_function.path=bench/update.py", "custom_reward_function.name=length_reward",
+        ])
+        model, tok = tiny_model_and_tokenizer("qwen2", hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2,
+                                              intermediate_size=384, max_position_embeddings=256)
+        tr = Trainer(cfg, model=model, tokenizer=tok)
+        trainers[arm] = tr
+        rollouts[arm] = tr.rollout(tr.sampler.next_batch(), step=1)
+    t = min(min(len(s.trace) for s in ro.samples) for ro in rollouts.values())
+    for ro in rollouts.values():  # same shape: every response cut to the shortest one
+        for s in ro.samples:
+            s.trace = s.trace.truncate(t)
+    for arm, tr in trainers.items():
+        ro = rollouts[arm]
+        fresh = Rollout(ro.examples, ro.samples, ro.rewards, ro.advantages)
+        tr.update(fresh)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            tr.update(fresh)
+            times.append(time.perf_counter() - t0)
+        mem = peak_alloc_bytes(lambda tr=tr, ro=ro: replay_logprobs(
+            tr.model, ro.prompt_ids, ro.traces, tr.lp_opts, tr.engine.pad_id)[0].sum().backward())
+        out[arm] = {"update_s_median": statistics.median(times), "update_s_all": times, "peak_bytes": mem,
+                    "batch": [len(ro.samples), t], "soft_share": sum(s.trace.soft_share for s in ro.samples) / len(ro.samples)}
+    out["ratio_time"] = out["softgrpo"]["update_s_median"] / out["grpo"]["update_s_median"]
+    out["ratio_peak_memory"] = out["softgrpo"]["peak_bytes"] / out["grpo"]["peak_bytes"]
+    return out
+
+
+def length_reward(data_source, solution_str, ground_truth, extra_info=None) -> float:
+    """A dense stand-in reward for the benchmark (timing does not depend on its value)."""
+    return (len(solution_str) % 7) / 7.0
+
+
+def case_large_vocab(repeats: int, b: int = 16, t: int = 128, v: int = 32000, k: int = 5) -> dict:
+    model = tiny_model("qwen2", vocab_size=v, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                       intermediate_size=128, max_position_embeddings=512)
+    prompts = [[5, 6, 7, 8]] * b
+    out = {}
+    for arm, soft in (("grpo", False), ("softgrpo", True)):
+        traces = synthetic_traces(b, t, k, v, soft, seed=1)
+
+        def run(traces=traces):
+            model.zero_grad(set_to_none=True)
+            lp, _ = replay_logprobs(model, prompts, traces)
+            lp.sum().backward()
+
+        run()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        out[arm] = {"recompute_fwd_bwd_s_median": statistics.median(times), "peak_bytes": peak_alloc_bytes(run),
+                    "batch": [b, t], "vocab": v, "K": k}
+    out["ratio_time"] = out["softgrpo"]["recompute_fwd_bwd_s_median"] / out["grpo"]["recompute_fwd_bwd_s_median"]
+    out["ratio_peak_memory"] = out["softgrpo"]["peak_bytes"] / out["grpo"]["peak_bytes"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default=str(OUT))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    result = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"torch": torch.__version__, "threads": args.threads, "cpu": platform.processor() or platform.machine()},
+        "targets": {"ratio_time": "<= 1.15", "ratio_peak_memory": "<= 1.1"},
+        "quickstart_model": case_quickstart(args.repeats),
+        "vocab_32k": case_large_vocab(args.repeats),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out)
+    for case in ("quickstart_model", "vocab_32k"):
+        r = result[case]
+        print(f"{case:18s} time softgrpo/grpo = {r['ratio_time']:.3f}   peak memory softgrpo/grpo = {r['ratio_peak_memory']:.3f}")
+    print(f"-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
