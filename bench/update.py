@@ -7,8 +7,10 @@ Both arms run the trainer's own code on batches of identical shape (B sequences 
 
 - ``time``: one full update (old-log-prob recomputation, reference log-probs, one PPO
   mini-batch with backward and AdamW) — :meth:`softgrpo.trainer.Trainer.update`;
-- ``memory``: peak CPU memory allocated by torch during one log-prob recomputation with
-  backward (``replay_logprobs`` + ``sum().backward()``), from the profiler's allocation events.
+- ``memory``: peak resident memory added by one log-prob recomputation with backward
+  (``replay_logprobs`` + ``sum().backward()``): ``VmHWM`` after minus ``VmRSS`` before, with the
+  high-water mark reset through ``/proc/self/clear_refs``; each arm is measured in a fresh child
+  process with ``MALLOC_MMAP_THRESHOLD_=65536`` so freed tensors leave the resident set.
 
 Cases: (a) the quickstart model (vocab 103) on real rollouts of each arm; (b) a tiny model with a
 32k vocabulary on synthetic traces (soft steps with K=5 Gumbel candidates vs discrete steps), where
@@ -19,8 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import re
 import statistics
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,16 +43,25 @@ from softgrpo.trainer import Rollout, Trainer
 OUT = Path(__file__).resolve().parent / "results" / "update.json"
 
 
-def peak_alloc_bytes(fn) -> int:
-    """Peak of the running sum of torch CPU allocations/frees recorded while ``fn`` runs."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
-    cur = peak = 0
-    for e in events:
-        cur += e.cpu_memory_usage
-        peak = max(peak, cur)
-    return peak
+def _status_bytes(key: str) -> int:
+    text = Path("/proc/self/status").read_text()
+    return int(re.search(rf"{key}:\s+(\d+)", text).group(1)) * 1024
+
+
+def peak_rss_delta(fn) -> int:
+    """Resident-memory high-water mark reached while ``fn`` runs, minus the resident set before."""
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    before = _status_bytes("VmRSS")
+    fn()
+    return _status_bytes("VmHWM") - before
+
+
+def peak_in_child(case: str, arm: str) -> int:
+    """Run :func:`child_measure` in a fresh interpreter (clean heap) and return its peak bytes."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run([sys.executable, "-m", "bench.update", "--child", case, arm], capture_output=True, text=True,
+                         env=env, cwd=Path(__file__).resolve().parents[1], check=True)
+    return int(json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"])
 
 
 def synthetic_traces(b: int, t: int, k: int, v: int, soft: bool, seed: int) -> list[SoftTrace]:
@@ -74,9 +89,8 @@ def synthetic_traces(b: int, t: int, k: int, v: int, soft: bool, seed: int) -> l
     return traces
 
 
-def case_quickstart(repeats: int) -> dict:
-    """Real rollouts of each arm on the quickstart model; responses cut to a common length."""
-    out = {}
+def build_quickstart() -> tuple[dict, dict]:
+    """Trainers and real rollouts of each arm on the quickstart model, cut to a common length."""
     rollouts = {}
     trainers = {}
     for arm in ("grpo", "softgrpo"):
@@ -94,6 +108,12 @@ def case_quickstart(repeats: int) -> dict:
     for ro in rollouts.values():  # same shape: every response cut to the shortest one
         for s in ro.samples:
             s.trace = s.trace.truncate(t)
+    return trainers, rollouts
+
+
+def case_quickstart(repeats: int) -> dict:
+    trainers, rollouts = build_quickstart()
+    out: dict = {}
     for arm, tr in trainers.items():
         ro = rollouts[arm]
         fresh = Rollout(ro.examples, ro.samples, ro.rewards, ro.advantages)
@@ -103,10 +123,9 @@ def case_quickstart(repeats: int) -> dict:
             t0 = time.perf_counter()
             tr.update(fresh)
             times.append(time.perf_counter() - t0)
-        mem = peak_alloc_bytes(lambda tr=tr, ro=ro: replay_logprobs(
-            tr.model, ro.prompt_ids, ro.traces, tr.lp_opts, tr.engine.pad_id)[0].sum().backward())
-        out[arm] = {"update_s_median": statistics.median(times), "update_s_all": times, "peak_bytes": mem,
-                    "batch": [len(ro.samples), t], "soft_share": sum(s.trace.soft_share for s in ro.samples) / len(ro.samples)}
+        out[arm] = {"update_s_median": statistics.median(times), "update_s_all": times,
+                    "peak_bytes": peak_in_child("quickstart", arm), "batch": [len(ro.samples), len(ro.samples[0].trace)],
+                    "soft_share": sum(s.trace.soft_share for s in ro.samples) / len(ro.samples)}
     out["ratio_time"] = out["softgrpo"]["update_s_median"] / out["grpo"]["update_s_median"]
     out["ratio_peak_memory"] = out["softgrpo"]["peak_bytes"] / out["grpo"]["peak_bytes"]
     return out
@@ -117,18 +136,29 @@ def length_reward(data_source, solution_str, ground_truth, extra_info=None) -> f
     return (len(solution_str) % 7) / 7.0
 
 
-def case_large_vocab(repeats: int, b: int = 16, t: int = 128, v: int = 32000, k: int = 5) -> dict:
+LARGE = dict(b=16, t=128, v=32000, k=5)
+
+
+def large_vocab_runner(arm: str):
+    """A closure that recomputes (with backward) the log-probs of a synthetic batch of ``arm``."""
+    b, t, v, k = LARGE["b"], LARGE["t"], LARGE["v"], LARGE["k"]
     model = tiny_model("qwen2", vocab_size=v, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
                        intermediate_size=128, max_position_embeddings=512)
     prompts = [[5, 6, 7, 8]] * b
-    out = {}
-    for arm, soft in (("grpo", False), ("softgrpo", True)):
-        traces = synthetic_traces(b, t, k, v, soft, seed=1)
+    traces = synthetic_traces(b, t, k, v, arm == "softgrpo", seed=1)
 
-        def run(traces=traces):
-            model.zero_grad(set_to_none=True)
-            lp, _ = replay_logprobs(model, prompts, traces)
-            lp.sum().backward()
+    def run() -> None:
+        model.zero_grad(set_to_none=True)
+        lp, _ = replay_logprobs(model, prompts, traces)
+        lp.sum().backward()
+
+    return run
+
+
+def case_large_vocab(repeats: int) -> dict:
+    out: dict = {}
+    for arm in ("grpo", "softgrpo"):
+        run = large_vocab_runner(arm)
 
         run()
         times = []
@@ -136,11 +166,25 @@ def case_large_vocab(repeats: int, b: int = 16, t: int = 128, v: int = 32000, k:
             t0 = time.perf_counter()
             run()
             times.append(time.perf_counter() - t0)
-        out[arm] = {"recompute_fwd_bwd_s_median": statistics.median(times), "peak_bytes": peak_alloc_bytes(run),
-                    "batch": [b, t], "vocab": v, "K": k}
+        out[arm] = {"recompute_fwd_bwd_s_median": statistics.median(times), "peak_bytes": peak_in_child("vocab_32k", arm),
+                    "batch": [LARGE["b"], LARGE["t"]], "vocab": LARGE["v"], "K": LARGE["k"]}
     out["ratio_time"] = out["softgrpo"]["recompute_fwd_bwd_s_median"] / out["grpo"]["recompute_fwd_bwd_s_median"]
     out["ratio_peak_memory"] = out["softgrpo"]["peak_bytes"] / out["grpo"]["peak_bytes"]
     return out
+
+
+def child_measure(case: str, arm: str) -> int:
+    if case == "vocab_32k":
+        run = large_vocab_runner(arm)
+    else:
+        trainers, rollouts = build_quickstart()
+        tr, ro = trainers[arm], rollouts[arm]
+
+        def run() -> None:
+            replay_logprobs(tr.model, ro.prompt_ids, ro.traces, tr.lp_opts, tr.engine.pad_id)[0].sum().backward()
+
+    run()  # warm-up: lazy initialisations are not part of the recomputation's cost
+    return peak_rss_delta(run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,8 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--child", nargs=2, metavar=("CASE", "ARM"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.child:
+        print(json.dumps({"peak_bytes": child_measure(*args.child)}))
+        return 0
     result = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"torch": torch.__version__, "threads": args.threads, "cpu": platform.processor() or platform.machine()},
