@@ -230,12 +230,6 @@ def _border_think_end_case(engine: SoftThinkingEngine) -> tuple[Sample, int, int
     raise AssertionError("no suitable probe sample")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PhaseTracker.update keeps advancing forced_piece for rows whose thinking just ended, so when "
-    "a Cold-Stop-forced piece completes a think-end sequence early (think-end with a border, e.g. (t, t) "
-    "after a natural t), the remaining 'forced' pieces are emitted in the answer phase",
-)
 def test_cold_stop_stops_forcing_once_thinking_ended() -> None:
     engine = make_engine("qwen2", tie_word_embeddings=False)  # tied random models just repeat the last token
     s, n_low, t, logits = _border_think_end_case(engine)

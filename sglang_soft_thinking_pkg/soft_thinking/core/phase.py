@@ -81,7 +81,9 @@ class PhaseTracker:
             return torch.zeros_like(self.thinking)
         self.window = torch.cat([self.window[:, 1:], tokens.view(-1, 1).to(torch.int64)], dim=1)
         ended = self.thinking & (self.window == self.think_end.unsqueeze(0)).all(-1)
-        advancing = self.forced_piece >= 0
+        # a row whose thinking ended here stops forcing, even if pieces were left (a think-end
+        # sequence with a border can be completed early by a natural piece before the forced ones)
+        advancing = (self.forced_piece >= 0) & ~ended
         nxt = self.forced_piece + 1
         self.forced_piece = torch.where(advancing & (nxt < self.think_end.numel()), nxt, torch.full_like(nxt, -1))
         self.thinking = self.thinking & ~ended

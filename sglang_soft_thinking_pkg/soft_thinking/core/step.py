@@ -114,13 +114,18 @@ def soft_step(
     max_topk: int,
     opts: LogProbOptions | None = None,
     logp: Tensor | None = None,
+    entropy: Tensor | None = None,
 ) -> StepResult:
-    """A thinking-phase step for every row of ``logits [B, V]`` (module doc)."""
+    """A thinking-phase step for every row of ``logits [B, V]`` (module doc).
+
+    ``logp``/``entropy`` may be passed when the caller already computed them for these rows.
+    """
     opts = opts or LogProbOptions()
     if logp is None:
         logp = scaled_log_probs(logits, settings.temperature)
     probs = logp.exp()
-    entropy = -(probs * logp).sum(-1)
+    if entropy is None:
+        entropy = -(probs * logp).sum(-1)
     ids, p_tilde, n_kept = filtered_candidates(probs, max_topk, settings)
     greedy = settings.greedy
     q = get_noise(noise).draw(p_tilde, generators, params)
@@ -151,11 +156,13 @@ def discrete_step(
     generators: Sequence[torch.Generator],
     max_topk: int = 1,
     logp: Tensor | None = None,
+    entropy: Tensor | None = None,
 ) -> StepResult:
     """Sample each row's token from its filtered distribution (argmax for ``T = 0``)."""
     if logp is None:
         logp = scaled_log_probs(logits, settings.temperature)
-    entropy = entropy_from_log_probs(logp)
+    if entropy is None:
+        entropy = entropy_from_log_probs(logp)
     u = row_uniform(generators, 1, logp.device).squeeze(-1)
     sorted_ids, sorted_p = filtered_sorted(logp.exp(), settings)
     sampled = sample_from_sorted(sorted_ids, sorted_p, u)
@@ -163,9 +170,9 @@ def discrete_step(
     return _discrete_result(logp, tokens, max_topk, entropy)
 
 
-def forced_step(logp: Tensor, tokens: Tensor, max_topk: int) -> StepResult:
+def forced_step(logp: Tensor, tokens: Tensor, max_topk: int, entropy: Tensor | None = None) -> StepResult:
     """A discrete step whose token is imposed (Cold Stop's think-end pieces)."""
-    return _discrete_result(logp, tokens, max_topk, entropy_from_log_probs(logp))
+    return _discrete_result(logp, tokens, max_topk, entropy_from_log_probs(logp) if entropy is None else entropy)
 
 
 def decode_step(
@@ -197,22 +204,31 @@ def decode_step(
     entropy = entropy_from_log_probs(logp)
     forced = phase.forced_tokens(entropy)
     is_forced = forced >= 0
-    result = StepResult.empty(b, max_topk, device)
 
-    soft_rows = (use_think & ~is_forced).nonzero().squeeze(-1)
-    if soft_rows.numel():
-        gens = [generators[int(i)] for i in soft_rows]
-        part = soft_step(logits[soft_rows], think[soft_rows], gens, noise, params, max_topk, opts, logp[soft_rows])
-        result.scatter_(soft_rows, part)
-    answer_rows = (~use_think & ~is_forced).nonzero().squeeze(-1)
-    if answer_rows.numel():
-        gens = [generators[int(i)] for i in answer_rows]
-        part = discrete_step(logits[answer_rows], answer[answer_rows], gens, max_topk, logp[answer_rows])
-        result.scatter_(answer_rows, part)
-    forced_rows = is_forced.nonzero().squeeze(-1)
-    if forced_rows.numel():
-        result.scatter_(forced_rows, forced_step(logp[forced_rows], forced[forced_rows], max_topk))
-    result.entropy = entropy
+    n_think, n_forced = int(use_think.sum()), int(is_forced.sum())
+    if n_forced == 0 and n_think in (0, b):  # one phase for the whole batch: no gather/scatter
+        gens = list(generators)
+        if n_think == b:
+            result = soft_step(logits, think, gens, noise, params, max_topk, opts, logp, entropy)
+        else:
+            result = discrete_step(logits, answer, gens, max_topk, logp, entropy)
+    else:
+        result = StepResult.empty(b, max_topk, device)
+        soft_rows = (use_think & ~is_forced).nonzero().squeeze(-1)
+        if soft_rows.numel():
+            gens = [generators[i] for i in soft_rows.tolist()]
+            part = soft_step(logits[soft_rows], think[soft_rows], gens, noise, params, max_topk, opts,
+                             logp[soft_rows], entropy[soft_rows])
+            result.scatter_(soft_rows, part)
+        answer_rows = (~use_think & ~is_forced).nonzero().squeeze(-1)
+        if answer_rows.numel():
+            gens = [generators[i] for i in answer_rows.tolist()]
+            part = discrete_step(logits[answer_rows], answer[answer_rows], gens, max_topk, logp[answer_rows],
+                                 entropy[answer_rows])
+            result.scatter_(answer_rows, part)
+        forced_rows = is_forced.nonzero().squeeze(-1)
+        if forced_rows.numel():
+            result.scatter_(forced_rows, forced_step(logp[forced_rows], forced[forced_rows], max_topk, entropy[forced_rows]))
 
     ended = phase.update(result.tokens)
     result.make_discrete_(ended | stale)
