@@ -202,3 +202,16 @@ def test_smollm2_second_load_does_not_reconvert(smollm2, monkeypatch):
     model, tok = load_model("smollm2-135m", dtype="bfloat16")
     assert model.dtype == torch.bfloat16 and tok.eos_token_id == 2
     assert weights.stat().st_mtime_ns == before
+
+
+def test_saved_char_tokenizer_round_trips_through_load_model(tmp_path, monkeypatch) -> None:
+    """transformers 5 would load a Qwen2 folder's tokenizer as Qwen2Tokenizer and lose spaces/newlines."""
+    from soft_thinking.models import load_model
+    from soft_thinking.testing import build_char_tokenizer
+
+    monkeypatch.setenv("SOFTGRPO_CACHE", str(tmp_path))
+    _, tok = load_model("tiny-qwen2")
+    ref = build_char_tokenizer()
+    text = "Compute 12+34.\n<think>12+34=46</think>\\boxed{46}"
+    assert tok.encode(text, add_special_tokens=False) == ref.encode(text, add_special_tokens=False)
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text

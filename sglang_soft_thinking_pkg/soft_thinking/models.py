@@ -228,6 +228,27 @@ def _hub_error(name: str, exc: BaseException) -> ModelLoadError:
     )
 
 
+GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def load_tokenizer(source: str, **kwargs: Any) -> Any:
+    """``AutoTokenizer`` for ``source``, except that a local folder whose tokenizer was saved as the
+    generic tokenizers backend is loaded as exactly that.
+
+    transformers 5 picks the tokenizer class from the model type (``Qwen2Tokenizer`` for a Qwen2
+    model), which replaces the saved pre-tokenizer: a character-level tokenizer would then drop
+    spaces and newlines. A folder's own ``tokenizer_class`` wins here.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    cfg_path = Path(source) / "tokenizer_config.json"
+    if cfg_path.is_file():
+        saved_class = json.loads(cfg_path.read_text()).get("tokenizer_class")
+        if saved_class in GENERIC_TOKENIZER_CLASSES:
+            return PreTrainedTokenizerFast.from_pretrained(source, **kwargs)
+    return AutoTokenizer.from_pretrained(source, **kwargs)
+
+
 def prepare_tokenizer(tokenizer: Any) -> Any:
     """Give ``tokenizer`` a pad token (its EOS if it has none) and left padding; return it."""
     if tokenizer.pad_token is None:
@@ -263,7 +284,7 @@ def load_model(
         ModelLoadError: missing folder, unreachable / unknown Hub id, or a model without input
             embeddings (soft thinking feeds ``inputs_embeds``).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if not isinstance(name_or_path, str) or not name_or_path:
         raise ValueError(f"name_or_path must be a non-empty str, got {name_or_path!r}")
@@ -286,7 +307,7 @@ def load_model(
             kwargs["cache_dir"] = str(cache_dir)
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        tokenizer = load_tokenizer(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
     except OSError as exc:  # covers huggingface_hub's HTTP / offline / not-found errors
         if from_hub:
