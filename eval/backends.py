@@ -47,7 +47,7 @@ class HFBackend:
 
     def __init__(
         self, model: str, settings: SamplingSettings, *, device: str = "cpu", dtype: str = "float32",
-        think_end: str = "</think>", progress: bool = False,
+        think_end: str = "</think>", progress: bool = False, batch_size: int = 64,
     ) -> None:
         import torch
 
@@ -61,18 +61,19 @@ class HFBackend:
         self.config = settings.to_soft_thinking_config(ids)
         self.max_new_tokens = settings.max_generated_tokens
         self.progress = progress
+        self.batch_size = batch_size
 
     def format_prompt(self, user_problem: str, template: str = DEFAULT_TEMPLATE) -> str:
         return build_prompt(self.tokenizer, user_problem, template)
 
     def generate(self, prompts: Sequence[str], n: int, seeds: Sequence[int]) -> list[list[Completion]]:
-        out = []
-        for prompt, seed in zip(prompts, seeds, strict=True):
-            samples = self.engine.generate(
-                [prompt], self.config, n=n, max_new_tokens=self.max_new_tokens, seed=int(seed), progress=self.progress
-            )
-            out.append([_from_sample(s) for s in samples])
-        return out
+        # one engine call for all prompts; per-prompt seeds make each problem's samples the same as
+        # if it were generated alone (finished rows leave the batch, so mixed lengths cost nothing)
+        samples = self.engine.generate(
+            list(prompts), self.config, n=n, max_new_tokens=self.max_new_tokens, seeds=[int(s) for s in seeds],
+            batch_size=self.batch_size, progress=self.progress,
+        )
+        return [[_from_sample(s) for s in samples[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
 
 def _from_sample(s: Any) -> Completion:

@@ -38,6 +38,7 @@ class RunSpec:
     n_boot: int = 1000
     title: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    chunk_problems: int = 16  # problems per backend call (the engine batches their samples together)
 
 
 def run_eval(spec: RunSpec, problems_by_benchmark: dict[str, Sequence[Problem]], backend: Backend) -> dict[str, Any]:
@@ -55,12 +56,13 @@ def run_eval(spec: RunSpec, problems_by_benchmark: dict[str, Sequence[Problem]],
     log.info("%d problems need samples (%d samples already done)", len(todo), len(done))
     if todo:
         with Grader(workers=spec.grade_workers, timeout_s=spec.grade_timeout_s) as grader:
-            for i, (p, missing) in enumerate(todo):
-                records = _sample_problem(p, missing, spec, backend, grader)
+            for start in range(0, len(todo), spec.chunk_problems):
+                chunk = todo[start : start + spec.chunk_problems]
+                records = _sample_chunk(chunk, spec, backend, grader)
                 rd.append_samples(records)
                 for r in records:
-                    done[(p.benchmark, p.problem_id, r["sample_index"])] = r
-                log.info("[%d/%d] %s #%d: %d samples", i + 1, len(todo), p.benchmark, p.problem_id, len(records))
+                    done[(r["benchmark"], r["problem_id"], r["sample_index"])] = r
+                log.info("[%d/%d problems] %d samples", start + len(chunk), len(todo), len(records))
     wanted = {b: {p.problem_id for p in probs} for b, probs in problems_by_benchmark.items()}
     records_by_benchmark = {
         b: [r for (rb, pid, _), r in done.items() if rb == b and pid in ids] for b, ids in wanted.items()
@@ -71,17 +73,27 @@ def run_eval(spec: RunSpec, problems_by_benchmark: dict[str, Sequence[Problem]],
     return summary
 
 
-def _sample_problem(p: Problem, missing: list[int], spec: RunSpec, backend: Backend, grader: Grader) -> list[dict]:
-    prompt = backend.format_prompt(p.problem, spec.prompt_template)
-    seed = problem_seed(spec.seed, p.benchmark, p.problem_id)
-    n = max(missing) + 1
-    completions = backend.generate([prompt], n, [seed])[0]
-    if len(completions) != n:
-        raise RuntimeError(f"backend returned {len(completions)} completions for {p.benchmark} #{p.problem_id}, expected {n}")
-    grades = grader.grade([(completions[j].text, p.gold, p.benchmark) for j in missing])
+def _sample_chunk(
+    chunk: Sequence[tuple[Problem, list[int]]], spec: RunSpec, backend: Backend, grader: Grader
+) -> list[dict]:
+    """Generate the missing samples of a few problems in one backend call, grade them together.
+
+    Each problem is seeded by ``problem_seed`` and sample ``j`` is the ``j``-th draw of that seed,
+    so which samples were already done, and which problems share a call, change nothing.
+    """
+    prompts = [backend.format_prompt(p.problem, spec.prompt_template) for p, _ in chunk]
+    seeds = [problem_seed(spec.seed, p.benchmark, p.problem_id) for p, _ in chunk]
+    n = max(max(missing) + 1 for _, missing in chunk)
+    outputs = backend.generate(prompts, n, seeds)
+    tasks, meta = [], []
+    for (p, missing), seed, completions in zip(chunk, seeds, outputs, strict=True):
+        if len(completions) != n:
+            raise RuntimeError(f"backend returned {len(completions)} completions for {p.benchmark} #{p.problem_id}, expected {n}")
+        for j in missing:
+            tasks.append((completions[j].text, p.gold, p.benchmark))
+            meta.append((p, j, seed, completions[j]))
     records = []
-    for j, g in zip(missing, grades, strict=True):
-        c = completions[j]
+    for (p, j, seed, c), g in zip(meta, grader.grade(tasks), strict=True):
         records.append({
             "benchmark": p.benchmark, "problem_id": p.problem_id, "sample_index": j, "seed": seed,
             "text": c.text, "gold": p.gold, "extracted": g.extracted, "correct": g.correct,

@@ -165,12 +165,16 @@ class SoftThinkingEngine:
         batch_size: int | None = None,
         progress: bool = False,
         prompt_offset: int = 0,
+        seeds: Sequence[int] | None = None,
     ) -> list[Sample]:
         """Generate ``n`` samples per prompt; returns ``samples[i * n + j]`` (prompt-major).
 
         ``prompts`` are already chat-templated strings (or token-id lists). ``batch_size`` caps
-        the rows decoded together (default: all). ``prompt_offset`` shifts the prompt index used
-        for seeding, so a caller that splits a prompt list into chunks gets the same samples.
+        the rows decoded together (default: all). Sample ``j`` of prompt ``i`` draws from a
+        generator seeded with ``sample_seed(seed, prompt_offset + i, j)``, or with
+        ``sample_seed(seeds[i], 0, j)`` when per-prompt ``seeds`` are given (the same sample as a
+        call for that prompt alone with ``seed=seeds[i]``), so a caller that splits or batches
+        its prompts differently gets the same samples.
         """
         config.validate(vocab_size=self.vocab_size)
         if not isinstance(n, int) or n < 1:
@@ -178,6 +182,8 @@ class SoftThinkingEngine:
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise EngineError(f"max_new_tokens={max_new_tokens!r}: allowed an integer >= 1")
         encoded = self.encode_prompts(prompts)
+        if seeds is not None and len(seeds) != len(encoded):
+            raise EngineError(f"seeds has {len(seeds)} entries for {len(encoded)} prompts: allowed one seed per prompt")
         rows = [(pi, si) for pi in range(len(encoded)) for si in range(n)]
         bs = batch_size or len(rows)
         if bs < 1:
@@ -190,9 +196,11 @@ class SoftThinkingEngine:
         samples: list[Sample] = []
         for start in range(0, len(rows), bs):
             chunk = rows[start : start + bs]
-            samples.extend(
-                self._generate_rows(encoded, chunk, config, max_new_tokens, seed, tuple(stop), prompt_offset)
-            )
+            row_seeds = [
+                sample_seed(seeds[pi], 0, si) if seeds is not None else sample_seed(seed, prompt_offset + pi, si)
+                for pi, si in chunk
+            ]
+            samples.extend(self._generate_rows(encoded, chunk, row_seeds, config, max_new_tokens, tuple(stop)))
             if bar is not None:
                 bar.update(len(chunk))
         if bar is not None:
@@ -204,11 +212,10 @@ class SoftThinkingEngine:
         self,
         encoded: list[list[int]],
         rows: list[tuple[int, int]],
+        row_seeds: list[int],
         cfg: SoftThinkingConfig,
         max_new_tokens: int,
-        seed: int,
         stop: tuple[str, ...],
-        prompt_offset: int,
     ) -> list[Sample]:
         t0 = time.perf_counter()
         dev = self.device
@@ -221,11 +228,7 @@ class SoftThinkingEngine:
             for p in prompt_ids
         ]
         steps = max(budget)
-        gens = []
-        for pi, si in rows:
-            g = torch.Generator(device=dev)
-            g.manual_seed(sample_seed(seed, prompt_offset + pi, si))
-            gens.append(g)
+        gens = [torch.Generator(device=dev).manual_seed(rs) for rs in row_seeds]
 
         soft_on = cfg.enable_soft_thinking
         noise = cfg.effective_noise if soft_on else "none"
