@@ -161,3 +161,10 @@ def test_dataset_row_without_answer_and_unknown_reward_path(tmp_path: Path) -> N
         make(tmp_path, f"data.train_files={data}", "data.train_batch_size=1", "actor_rollout_ref.actor.ppo_mini_batch_size=1")
     with pytest.raises(ConfigError, match="custom_reward_function.path"):
         make(tmp_path, "custom_reward_function.path=tests.no_such_module:fn")
+
+
+def test_tensorboard_logger_writes_events(tmp_path: Path) -> None:
+    tr = make(tmp_path, "trainer.total_training_steps=1", "trainer.logger=[jsonl,tensorboard]")
+    tr.train()
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
