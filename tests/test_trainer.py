@@ -168,3 +168,9 @@ def test_tensorboard_logger_writes_events(tmp_path: Path) -> None:
     tr.train()
     events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_overlong_prompt_is_an_error_naming_the_limit(tmp_path: Path) -> None:
+    tr = make(tmp_path, "trainer.total_training_steps=1", "data.max_prompt_length=5")
+    with pytest.raises(ConfigError, match="data.max_prompt_length=5"):
+        tr.train()

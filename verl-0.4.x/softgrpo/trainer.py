@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from soft_thinking.core.config import SoftThinkingConfig
+from soft_thinking.core.config import ConfigError, SoftThinkingConfig
 from soft_thinking.core.grpo import (
     broadcast_to_tokens,
     compute_actor_loss,
@@ -174,8 +174,17 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     def rollout(self, examples: list[Example], step: int) -> Rollout:
         n = self.cfg.rollout.n
+        prompts = [self.chat_prompt(e.prompt) for e in examples]
+        limit = self.cfg.data.max_prompt_length
+        for e, p in zip(examples, prompts):
+            length = len(self.tokenizer.encode(p, add_special_tokens=False))
+            if length > limit:
+                raise ConfigError(
+                    f"data row {e.uid!r}: prompt has {length} tokens > data.max_prompt_length={limit}; "
+                    "raise the limit or filter the dataset"
+                )
         samples = self.engine.generate(
-            [self.chat_prompt(e.prompt) for e in examples], self.st_cfg, n=n,
+            prompts, self.st_cfg, n=n,
             max_new_tokens=self.cfg.data.max_response_length, seed=step_seed(self.cfg.trainer.seed, step),
         )
         answers = [e.answer for e in examples for _ in range(n)]
