@@ -96,7 +96,9 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path, scorer: RewardScore
     t0 = time.perf_counter()
     model, tok = tiny_model_and_tokenizer("qwen2", seed=seed, **MODEL_SHAPE)
     train_rows = make_dataset("train", base.data.train_size, seed=seed)
-    test_rows = make_dataset("test", args.eval_problems, seed=seed)
+    held_out = make_dataset("test", args.eval_problems + args.sft_eval_problems, seed=seed)
+    # disjoint held-out sets: the SFT stopping rule never sees the problems of the final evaluation
+    test_rows, sft_val_rows = held_out[: args.eval_problems], held_out[args.eval_problems :]
 
     def grade(texts: list[str], answers: list[str]) -> list[float]:
         return scorer("arithmetic", texts, answers)
@@ -109,7 +111,7 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path, scorer: RewardScore
         sft_info = json.loads((out / "sft.json").read_text())
     else:
         sft = warm_start(
-            model, tok, train_rows, test_rows[: args.sft_eval_problems], grade,
+            model, tok, train_rows, sft_val_rows, grade,
             max_steps=args.sft_max_steps, target_accuracy=args.sft_target, seed=seed,
             chat_template=base.data.apply_chat_template, progress=base.trainer.progress,
         )
@@ -257,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--seeds", type=int, default=1, help="repeat with seeds 0..N-1 for CIs over seeds")
     p.add_argument("--fast", action="store_true", help="a tiny budget (CI smoke run)")
-    p.add_argument("--eval-problems", type=int, default=100)
-    p.add_argument("--eval-n", type=int, default=8)
+    p.add_argument("--eval-problems", type=int, default=200)
+    p.add_argument("--eval-n", type=int, default=16)
     p.add_argument("--sft-target", type=float, default=0.4)
     p.add_argument("--sft-max-steps", type=int, default=2500)
     p.add_argument("--sft-eval-problems", type=int, default=100)
