@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--prompt-template", default=None, help="string with {problem}; default is the paper's prompt")
     run.add_argument("--think-end", default="</think>")
     run.add_argument("--device", default="cpu")
+    run.add_argument("--threads", type=int, default=1,
+                     help="torch CPU threads (default 1: on small shared machines more threads can be far slower)")
     run.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     run.add_argument("--limit", type=int, default=None, help="first N problems per benchmark")
     run.add_argument("--num_samples", type=int, default=None, help="samples per problem (default 32)")
@@ -116,6 +118,11 @@ def cmd_run(args: argparse.Namespace, backend_factory: BackendFactory | None = N
     from eval.runner import RunSpec, run_eval
 
     settings, other = resolve(args)
+    if args.threads < 1:
+        raise SettingsError(f"--threads={args.threads} is invalid: allowed an integer >= 1")
+    import torch
+
+    torch.set_num_threads(args.threads)
     problems = {b: load_benchmark(b, args.data_dir, limit=args.limit, hub_revision=args.hub_revision)
                 for b in other["benchmarks"]}
     run_name = args.run_name or Path(args.model.rstrip("/")).name
