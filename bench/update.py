@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from eval.rundir import atomic_write_text
 from soft_thinking.core.noise import NoiseParams, draw_gumbel
 from soft_thinking.core.trace import SoftTrace
 from soft_thinking.replay import replay_logprobs
@@ -207,9 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
+    atomic_write_text(out, json.dumps(result, indent=2))
     for case in ("quickstart_model", "vocab_32k"):
         r = result[case]
         print(f"{case:18s} time softgrpo/grpo = {r['ratio_time']:.3f}   peak memory softgrpo/grpo = {r['ratio_peak_memory']:.3f}")

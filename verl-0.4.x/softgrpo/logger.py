@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from eval.rundir import atomic_write_text
+
 CONSOLE_KEYS = (
     "reward/mean", "train/accuracy", "response/length_mean", "response/thinking_length_mean", "soft/step_share",
     "actor/clipfrac", "actor/kl_ref", "actor/grad_norm", "replay/max_abs_diff", "timing/step_s",
@@ -23,9 +25,7 @@ class MetricsLogger:
         if "jsonl" in self.backends and self.path.exists():
             # drop lines beyond the resume point so a resumed run does not log a step twice
             kept = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(k + "\n" for k in kept))
-            tmp.replace(self.path)
+            atomic_write_text(self.path, "".join(k + "\n" for k in kept))
         self._tb = None
         self._wandb = None
         if "tensorboard" in self.backends:

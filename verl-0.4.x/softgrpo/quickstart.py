@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from eval.metrics import bootstrap_ci, pass_at_k
+from eval.rundir import atomic_write_text
 from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.engine import SoftThinkingEngine, resolve_think_end
 from soft_thinking.testing import tiny_model_and_tokenizer
@@ -42,12 +42,6 @@ ARMS = ("grpo", "softgrpo")
 MODES = ("discrete", "soft")
 MODEL_SHAPE = dict(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=384,
                    max_position_embeddings=256)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def inference_config(cfg: TrainConfig, mode: str, think_end: tuple[int, ...]) -> SoftThinkingConfig:
@@ -118,7 +112,7 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path, scorer: RewardScore
         sft_info = {"steps": sft.steps, "greedy_accuracy": sft.accuracy, "seconds": sft.seconds, "history": sft.history}
         model.save_pretrained(start_dir)
         tok.save_pretrained(start_dir)
-        _atomic_write(out / "sft.json", json.dumps(sft_info, indent=2))
+        atomic_write_text(out / "sft.json", json.dumps(sft_info, indent=2))
 
     models = {"start": model}
     train_time = {}
@@ -250,7 +244,7 @@ def write_report(out: Path, runs: list[dict[str, Any]]) -> None:
         lines.append("")
     lines += ["Files: `summary.json` (all numbers), `metrics.jsonl` (every training step of both arms), "
               "`training_curves.png`, `passk.png`, checkpoints under `seed*/{grpo,softgrpo}/checkpoints/`.", ""]
-    _atomic_write(out / "report.md", "\n".join(lines))
+    atomic_write_text(out / "report.md", "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"runs": runs, "seconds": time.perf_counter() - t0, "eval": runs[0]["eval"],
                "config": str(args.config), "overrides": args.overrides, "fast": args.fast}
     lines = [{"seed": r["seed"], **ln} for r in runs for ln in _metrics_lines(out / f"seed{r['seed']}")]
-    _atomic_write(out / "metrics.jsonl", "".join(json.dumps(ln) + "\n" for ln in lines))
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(ln) + "\n" for ln in lines))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     plot_training([ln for ln in lines if ln["seed"] == 0], out / "training_curves.png")
     plot_passk(summary, out / "passk.png")
     write_report(out, runs)
