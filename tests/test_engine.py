@@ -431,3 +431,18 @@ def test_stop_string_and_max_new_tokens(mode: str) -> None:
     assert s1.finish_reason == "stop"
     assert s1.token_ids == s0.token_ids[:end]
     assert s1.text.endswith(stop)
+
+
+def test_float64_model_runs_and_replays_to_float32_storage_precision() -> None:
+    """A float64 model (useful to tell numerics from bugs) rolls out and replays; the only gap left
+    is the float32 storage of the trace's log-probs."""
+    from soft_thinking.replay import replay_logprobs
+
+    engine = make_engine("qwen2", dtype=torch.float64)
+    samples = engine.generate(["Compute 12+34."] * 2, soft_cfg(), n=3, max_new_tokens=20, seed=4)
+    with torch.no_grad():
+        lp, batch = replay_logprobs(engine.model, [s.prompt_ids for s in samples], [s.trace for s in samples],
+                                    pad_id=engine.pad_id)
+    assert lp.dtype == torch.float64
+    gap = ((lp - batch.logprobs.double()).abs() * batch.mask).max().item()
+    assert gap <= 1e-6

@@ -291,9 +291,9 @@ class SoftThinkingEngine:
             )
             buf_tokens[alive, t] = res.tokens
             buf_ids[alive, t] = res.ids
-            buf_q[alive, t] = res.q
+            buf_q[alive, t] = res.q.to(torch.float32)
             buf_soft[alive, t] = res.soft
-            buf_lp[alive, t] = res.logprobs
+            buf_lp[alive, t] = res.logprobs.to(torch.float32)  # float64 models score in float64
             buf_kept[alive, t] = res.n_kept
             ended_thinking = (~phase.thinking).tolist()
             cold_now = phase.cold_stopped.tolist()

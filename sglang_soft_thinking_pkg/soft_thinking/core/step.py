@@ -57,17 +57,19 @@ class StepResult:
     n_kept: Tensor  # int64 [B] candidates that survived filtering (1 for discrete steps)
 
     @classmethod
-    def empty(cls, batch: int, k: int, device: torch.device) -> StepResult:
+    def empty(cls, batch: int, k: int, device: torch.device, dtype: torch.dtype = torch.float32) -> StepResult:
+        """Zeros; ``dtype`` is the log-prob dtype (float32, or float64 for a float64 model)."""
         f32 = dict(dtype=torch.float32, device=device)
+        fx = dict(dtype=dtype, device=device)
         return cls(
             tokens=torch.zeros(batch, dtype=torch.int64, device=device),
             ids=torch.zeros(batch, k, dtype=torch.int64, device=device),
             q=torch.zeros(batch, k, **f32),
             weights=torch.zeros(batch, k, **f32),
             soft=torch.zeros(batch, dtype=torch.bool, device=device),
-            logprobs=torch.zeros(batch, **f32),
-            token_logprobs=torch.zeros(batch, **f32),
-            entropy=torch.zeros(batch, **f32),
+            logprobs=torch.zeros(batch, **fx),
+            token_logprobs=torch.zeros(batch, **fx),
+            entropy=torch.zeros(batch, **fx),
             n_kept=torch.ones(batch, dtype=torch.int64, device=device),
         )
 
@@ -95,7 +97,7 @@ class StepResult:
 
 def _discrete_result(logp: Tensor, tokens: Tensor, max_topk: int, entropy: Tensor) -> StepResult:
     b = tokens.shape[0]
-    res = StepResult.empty(b, max_topk, logp.device)
+    res = StepResult.empty(b, max_topk, logp.device, logp.dtype)
     res.tokens = tokens
     res.ids[:, 0] = tokens
     res.weights[:, 0] = 1.0
@@ -213,7 +215,7 @@ def decode_step(
         else:
             result = discrete_step(logits, answer, gens, max_topk, logp, entropy)
     else:
-        result = StepResult.empty(b, max_topk, device)
+        result = StepResult.empty(b, max_topk, device, logp.dtype)
         soft_rows = (use_think & ~is_forced).nonzero().squeeze(-1)
         if soft_rows.numel():
             gens = [generators[i] for i in soft_rows.tolist()]
