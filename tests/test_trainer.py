@@ -174,3 +174,15 @@ def test_overlong_prompt_is_an_error_naming_the_limit(tmp_path: Path) -> None:
     tr = make(tmp_path, "trainer.total_training_steps=1", "data.max_prompt_length=5")
     with pytest.raises(ConfigError, match="data.max_prompt_length=5"):
         tr.train()
+
+
+def test_validation_runs_before_training_and_every_test_freq_steps(tmp_path: Path) -> None:
+    tr = make(tmp_path, "trainer.total_training_steps=2", "trainer.test_freq=2", "data.val_files=builtin:arithmetic",
+              "data.val_size=3", "trainer.val_n=2")
+    tr.train()
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    val_steps = [ln["step"] for ln in lines if "val/mean@n" in ln]
+    assert val_steps == [0, 2]
+    assert all(0.0 <= ln["val/mean@n"] <= ln["val/pass@2"] <= 1.0 for ln in lines if "val/mean@n" in ln)
+    with pytest.raises(ConfigError, match="trainer.test_freq"):
+        load_config(None, [*BASE, "trainer.test_freq=5"])

@@ -55,7 +55,6 @@ class ActorConfig:
     kl_loss_type: str = "low_var_kl"
     entropy_coeff: float = 0.0
     grad_clip: float = 1.0
-    shuffle: bool = False
 
 
 @dataclass
@@ -120,8 +119,8 @@ class TrainerSection:
     total_training_steps: int = 100
     stop_after_steps: int | None = None  # end this invocation early (resume continues)
     save_freq: int = 50
-    test_freq: int = 0
-    val_n: int = 4
+    test_freq: int = 0  # validate every N steps and before training (0 = never); needs data.val_files
+    val_n: int = 4  # samples per validation problem (logs mean@n and pass@n)
     default_local_dir: str = "runs/run"
     resume_mode: str = "auto"  # auto | disable
     keep_checkpoints: int = 2
@@ -207,6 +206,8 @@ class TrainConfig:
         _positive_int("data.max_response_length", d.max_response_length)
         _positive_int("data.train_size", d.train_size)
         _positive_int("data.val_size", d.val_size)
+        if t.test_freq and d.val_files is None:
+            _fail("trainer.test_freq", t.test_freq, "0 when data.val_files is not set")
         if d.train_files is None:
             _fail("data.train_files", d.train_files, "a JSONL/parquet path or 'builtin:arithmetic'")
         _positive_int("actor_rollout_ref.rollout.n", r.n)

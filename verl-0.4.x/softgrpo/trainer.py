@@ -232,7 +232,6 @@ class Trainer:
         n_stat = 0
         first_ratio_dev = None
         grad_norms = []
-        self.model.train(False)
         for _ in range(a.ppo_epochs):
             for group in micro_slices:
                 self.optimizer.zero_grad(set_to_none=True)
@@ -302,6 +301,26 @@ class Trainer:
             m[f"reward/{status}_count"] = float(self.scorer.counts.get(status, 0))
         return m
 
+    def validate(self) -> dict[str, float]:
+        """mean@n and unbiased pass@n on ``data.val_files`` with the rollout's sampling settings
+        (a fixed seed, so successive validations compare the policy, not the noise)."""
+        from eval.metrics import pass_at_k
+
+        n = self.cfg.trainer.val_n
+        examples = self.val_examples
+        samples = self.engine.generate(
+            [self.chat_prompt(e.prompt) for e in examples], self.st_cfg, n=n,
+            max_new_tokens=self.cfg.data.max_response_length, seed=step_seed(self.cfg.trainer.seed, -1),
+        )
+        answers = [e.answer for e in examples for _ in range(n)]
+        scores = self.scorer(self.cfg.data.data_source, [s.text for s in samples], answers)
+        correct = [sum(sc > 0.5 for sc in scores[i * n : (i + 1) * n]) for i in range(len(examples))]
+        return {
+            "val/mean@n": sum(correct) / (n * len(examples)),
+            f"val/pass@{n}": sum(pass_at_k(n, c, n) for c in correct) / len(examples),
+            "val/response_length_mean": sum(s.num_tokens for s in samples) / len(samples),
+        }
+
     def train_step(self) -> dict[str, float]:
         step = self.global_step + 1
         t0 = time.perf_counter()
@@ -328,8 +347,12 @@ class Trainer:
             end = min(end, self.global_step + t.stop_after_steps)
         bar = tqdm(total=t.total_training_steps, initial=self.global_step, desc=f"{t.arm}", disable=not t.progress)
         try:
+            if t.test_freq and self.global_step == 0:
+                self.logger.log(0, self.validate())
             while self.global_step < end:
                 last = self.train_step()
+                if t.test_freq and self.global_step % t.test_freq == 0:
+                    last.update(self.validate())
                 self.logger.log(self.global_step, last)
                 bar.update(1)
                 if t.save_freq and self.global_step % t.save_freq == 0:
