@@ -36,7 +36,7 @@ class HubSource:
 # User defaults; override the revision with a commit hash to pin a run.
 HUB_SOURCES: dict[str, HubSource] = {
     "aime2024": HubSource("HuggingFaceH4/aime_2024", "main", "train", "problem", "answer"),
-    "aime2025": HubSource("yentinglin/aime_2025", "main", "train", "problem", "answer"),
+    "aime2025": HubSource("MathArena/aime_2025", "main", "train", "problem", "answer"),
     "amc23": HubSource("math-ai/amc23", "main", "test", "question", "answer"),
     "math500": HubSource("HuggingFaceH4/MATH-500", "main", "test", "problem", "answer"),
     "gsm8k": HubSource("openai/gsm8k", "main", "test", "question", "answer", config="main"),
