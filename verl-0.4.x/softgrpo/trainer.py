@@ -119,7 +119,7 @@ class Trainer:
         self.out_dir = Path(t.default_local_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.global_step = 0
-        self._prompt_cache: dict[str, str] = {}
+        self._prompt_cache: dict[str, list[int]] = {}
         self._resume()
         self.logger = MetricsLogger(self.out_dir, t.logger, t.project_name, t.experiment_name, cfg.to_dict(),
                                     resume_step=self.global_step)
@@ -164,25 +164,27 @@ class Trainer:
             self.cfg.to_dict(), keep=self.cfg.trainer.keep_checkpoints,
         )
 
-    def chat_prompt(self, user_text: str) -> str:
-        if not self.cfg.data.apply_chat_template:
-            return user_text
-        if user_text not in self._prompt_cache:
-            self._prompt_cache[user_text] = apply_chat_template(self.tokenizer, user_text)
-        return self._prompt_cache[user_text]
+    def prompt_ids(self, example: Example) -> list[int]:
+        """The prompt's token ids (chat template applied when configured), tokenized once per
+        distinct prompt; a prompt over ``data.max_prompt_length`` is an error naming the row."""
+        ids = self._prompt_cache.get(example.prompt)
+        if ids is None:
+            text = (apply_chat_template(self.tokenizer, example.prompt) if self.cfg.data.apply_chat_template
+                    else example.prompt)
+            ids = self.tokenizer.encode(text, add_special_tokens=False)
+            limit = self.cfg.data.max_prompt_length
+            if len(ids) > limit:
+                raise ConfigError(
+                    f"data row {example.uid!r}: prompt has {len(ids)} tokens > data.max_prompt_length={limit}; "
+                    "raise the limit or filter the dataset"
+                )
+            self._prompt_cache[example.prompt] = ids
+        return ids
 
     # ------------------------------------------------------------------------------------------
     def rollout(self, examples: list[Example], step: int) -> Rollout:
         n = self.cfg.rollout.n
-        prompts = [self.chat_prompt(e.prompt) for e in examples]
-        limit = self.cfg.data.max_prompt_length
-        for e, p in zip(examples, prompts):
-            length = len(self.tokenizer.encode(p, add_special_tokens=False))
-            if length > limit:
-                raise ConfigError(
-                    f"data row {e.uid!r}: prompt has {length} tokens > data.max_prompt_length={limit}; "
-                    "raise the limit or filter the dataset"
-                )
+        prompts = [self.prompt_ids(e) for e in examples]
         samples = self.engine.generate(
             prompts, self.st_cfg, n=n,
             max_new_tokens=self.cfg.data.max_response_length, seed=step_seed(self.cfg.trainer.seed, step),
@@ -277,6 +279,10 @@ class Trainer:
         s = ro.samples
         lengths = torch.tensor([x.num_tokens for x in s], dtype=torch.float32)
         n_soft = sum(x.stats.get("soft_steps", 0.0) for x in s)
+
+        def per_soft_step(key: str) -> float:  # a per-sample share, averaged over all soft steps
+            return sum(x.stats.get(key, 0.0) * x.stats.get("soft_steps", 0.0) for x in s) / n_soft if n_soft else 0.0
+
         m = {
             "reward/mean": float(ro.rewards.mean()),
             "train/accuracy": float((ro.rewards > 0.5).float().mean()),
@@ -285,14 +291,8 @@ class Trainer:
             "response/thinking_length_mean": sum(x.num_thinking_tokens for x in s) / len(s),
             "response/clip_share": sum(x.finish_reason in ("length", "context") for x in s) / len(s),
             "soft/step_share": sum(x.soft_share * x.num_tokens for x in s) / max(float(lengths.sum()), 1.0),
-            "soft/single_candidate_share": (
-                sum(x.stats.get("single_candidate_share", 0.0) * x.stats.get("soft_steps", 0.0) for x in s) / n_soft
-                if n_soft else 0.0
-            ),
-            "soft/top_weight_below_0.9_share": (
-                sum(x.stats.get("top_weight_below_0.9_share", 0.0) * x.stats.get("soft_steps", 0.0) for x in s) / n_soft
-                if n_soft else 0.0
-            ),
+            "soft/single_candidate_share": per_soft_step("single_candidate_share"),
+            "soft/top_weight_below_0.9_share": per_soft_step("top_weight_below_0.9_share"),
             "adv/zero_group_share": float(
                 (ro.rewards.view(-1, self.cfg.rollout.n).std(-1, unbiased=False) == 0).float().mean()
             ),
@@ -309,7 +309,7 @@ class Trainer:
         n = self.cfg.trainer.val_n
         examples = self.val_examples
         samples = self.engine.generate(
-            [self.chat_prompt(e.prompt) for e in examples], self.st_cfg, n=n,
+            [self.prompt_ids(e) for e in examples], self.st_cfg, n=n,
             max_new_tokens=self.cfg.data.max_response_length, seed=step_seed(self.cfg.trainer.seed, -1),
         )
         answers = [e.answer for e in examples for _ in range(n)]

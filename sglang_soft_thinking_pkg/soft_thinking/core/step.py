@@ -130,24 +130,20 @@ def soft_step(
         entropy = -(probs * logp).sum(-1)
     ids, p_tilde, n_kept = filtered_candidates(probs, max_topk, settings)
     greedy = settings.greedy
+    # greedy rows of a noisy batch take the noise-free mixture w = p~ (and score 0, like "none")
+    mixed_greedy = greedy.unsqueeze(-1) if noise != "none" and bool(greedy.any()) else None
     q = get_noise(noise).draw(p_tilde, generators, params)
-    if noise != "none" and bool(greedy.any()):  # greedy rows: no noise, w = p~
-        q = torch.where(greedy.unsqueeze(-1), p_tilde.to(q.dtype), q)
+    if mixed_greedy is not None:
+        q = torch.where(mixed_greedy, p_tilde.to(q.dtype), q)
     order = q.argsort(dim=-1, descending=True, stable=True)
     ids, q = ids.gather(-1, order), q.gather(-1, order)
-    if noise == "none":
-        weights = get_noise("none").weights(q, params.tau_g)
-    else:
-        weights = torch.where(
-            greedy.unsqueeze(-1),
-            get_noise("none").weights(q, params.tau_g),
-            get_noise(noise).weights(q, params.tau_g),
-        )
+    weights = get_noise(noise).weights(q, params.tau_g)
     tokens = ids[:, 0]
     token_lp = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     soft = torch.ones_like(tokens, dtype=torch.bool)
     logprobs = step_logprobs(logp, tokens, ids, q, soft, noise, opts, n_kept)
-    if noise != "none" and bool(greedy.any()):
+    if mixed_greedy is not None:
+        weights = torch.where(mixed_greedy, get_noise("none").weights(q, params.tau_g), weights)
         logprobs = torch.where(greedy, torch.zeros_like(logprobs), logprobs)
     return StepResult(tokens, ids, q, weights, soft, logprobs, token_lp, entropy, n_kept)
 
