@@ -20,7 +20,7 @@ venv="${SOFTGRPO_VENV:-.venv}"
 python="${PYTHON:-python3}"
 req="requirements-$mode.txt"
 stamp="$venv/.softgrpo-$mode.sha256"
-want="$(cat "$req" sglang_soft_thinking_pkg/pyproject.toml verl-0.4.x/pyproject.toml | sha256sum | cut -d' ' -f1)"
+want="$(cat "$req" pyproject.toml sglang_soft_thinking_pkg/pyproject.toml verl-0.4.x/pyproject.toml | sha256sum | cut -d' ' -f1)"
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "[setup] creating virtualenv $venv with $($python --version)"
@@ -41,7 +41,7 @@ if [ "$mode" = gpu ]; then
     echo "[setup] NOTE: no prebuilt flash-attn wheel for this torch/CUDA; models use PyTorch SDPA attention"
   fi
 fi
-echo "[setup] installing sglang_soft_thinking_pkg and verl-0.4.x (editable)"
-"${pip[@]}" install --disable-pip-version-check -q --no-deps -e sglang_soft_thinking_pkg -e verl-0.4.x
-"$venv/bin/python" -c "import torch, transformers, soft_thinking, softgrpo; print(f'[setup] ok: torch {torch.__version__}, transformers {transformers.__version__}')"
+echo "[setup] installing sglang_soft_thinking_pkg, verl-0.4.x and eval (editable)"
+"${pip[@]}" install --disable-pip-version-check -q --no-deps -e sglang_soft_thinking_pkg -e verl-0.4.x -e .
+"$venv/bin/python" -c "import torch, transformers, soft_thinking, softgrpo, eval; print(f'[setup] ok: torch {torch.__version__}, transformers {transformers.__version__}')"
 echo "$want" > "$stamp"

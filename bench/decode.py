@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from soft_thinking.core.config import SoftThinkingConfig
-from soft_thinking.engine import SoftThinkingEngine
+from soft_thinking.engines.hf.engine import SoftThinkingEngine
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "decode.json"
 FILTERS = {"temperature": 1.0, "top_p": 0.95, "top_k": 5}
@@ -60,10 +60,10 @@ QUESTIONS = [
 def load(name: str) -> tuple[Any, Any]:
     """``(model, tokenizer)``: ``tiny-qwen2`` is the tiny random test model, anything else ``load_model``."""
     if name.startswith("tiny-"):
-        from soft_thinking.testing import tiny_model_and_tokenizer
+        from soft_thinking.engines.hf.tiny import tiny_model_and_tokenizer
 
         return tiny_model_and_tokenizer(name.removeprefix("tiny-"))
-    from soft_thinking.models import load_model
+    from soft_thinking.engines.hf.models import load_model
 
     return load_model(name)
 
@@ -77,7 +77,7 @@ def skip_reason(name: str) -> str | None:
 
 def prompts_for(tokenizer: Any, batch: int) -> list[str]:
     """``batch`` chat-templated prompts (the question list cycled; lengths differ, so rows are padded)."""
-    from soft_thinking.models import apply_chat_template
+    from soft_thinking.engines.hf.models import apply_chat_template
 
     return [apply_chat_template(tokenizer, QUESTIONS[i % len(QUESTIONS)]) for i in range(batch)]
 

@@ -6,7 +6,7 @@ peak memory of the log-prob recomputation ≤ 1.1×).
 Both arms run the trainer's own code on batches of identical shape (B sequences × T steps):
 
 - ``time``: one full update (old-log-prob recomputation, reference log-probs, one PPO
-  mini-batch with backward and AdamW) — :meth:`softgrpo.trainer.Trainer.update`;
+  mini-batch with backward and AdamW) — :meth:`softgrpo.reference.trainer.Trainer.update`;
 - ``memory``: peak resident memory added by one log-prob recomputation with backward
   (``replay_logprobs`` + ``sum().backward()``): ``VmHWM`` after minus ``VmRSS`` before, with the
   high-water mark reset through ``/proc/self/clear_refs``; each arm is measured in a fresh child
@@ -36,10 +36,10 @@ import torch
 from eval.rundir import atomic_write_text
 from soft_thinking.core.noise import NoiseParams, draw_gumbel
 from soft_thinking.core.trace import SoftTrace
-from soft_thinking.replay import replay_logprobs
-from soft_thinking.testing import tiny_model, tiny_model_and_tokenizer
+from soft_thinking.engines.hf.replay import replay_logprobs
+from soft_thinking.engines.hf.tiny import tiny_model, tiny_model_and_tokenizer
 from softgrpo.config import load_config
-from softgrpo.trainer import Rollout, Trainer
+from softgrpo.reference.trainer import Rollout, Trainer
 
 OUT = Path(__file__).resolve().parent / "results" / "update.json"
 

@@ -4,7 +4,7 @@ A backend turns a user message into the model's prompt text (chat template) and 
 completions per prompt. Contract for resume-safe seeding: completion ``j`` of prompt ``i`` must
 depend only on (prompt ``i``, ``seeds[i]``, ``j``) -- not on ``n`` or on other prompts.
 
-- ``hf``: the project's reference engine (``soft_thinking.engine.SoftThinkingEngine``); one
+- ``hf``: the project's reference engine (``soft_thinking.engines.hf.engine.SoftThinkingEngine``); one
   engine call per prompt with ``seed=seeds[i]`` (the engine seeds sample j from
   (seed, prompt index 0, j)).
 - ``sglang``: reserved for the SGLang plug-in; raises :class:`BackendUnavailable` for now.
@@ -43,7 +43,7 @@ class Backend(Protocol):
 
 
 class HFBackend:
-    """Reference engine on transformers (``soft_thinking.engine``)."""
+    """Reference engine on transformers (``soft_thinking.engines.hf.engine``)."""
 
     def __init__(
         self, model: str, settings: SamplingSettings, *, device: str = "cpu", dtype: str = "float32",
@@ -51,8 +51,8 @@ class HFBackend:
     ) -> None:
         import torch
 
-        from soft_thinking.engine import SoftThinkingEngine, resolve_think_end
-        from soft_thinking.models import load_model
+        from soft_thinking.engines.hf.engine import SoftThinkingEngine, resolve_think_end
+        from soft_thinking.engines.hf.models import load_model
 
         self.model, self.tokenizer = load_model(model, device=device, dtype=dtype)
         torch_dtype = getattr(torch, dtype)

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="sample, grade and summarize a model on benchmarks")
-    run.add_argument("--model", required=True, help="model path or hub id (short names per soft_thinking.models)")
+    run.add_argument("--model", required=True, help="model path or hub id (short names per soft_thinking.engines.hf.models)")
     run.add_argument("--benchmarks", default=None, help=f"comma list (default: {','.join(MAIN_BENCHMARKS)})")
     run.add_argument("--data-dir", default=None, help="directory of <benchmark>.json files (else $SOFTGRPO_BENCHMARK_DIR, else the hub)")
     run.add_argument("--hub-revision", default=None, help="dataset revision (commit) when loading from the hub")

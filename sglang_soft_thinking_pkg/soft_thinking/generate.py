@@ -7,7 +7,7 @@ Examples::
         --mode soft --noise gumbel --max-topk 5 --tau 0.1 --top-p 0.95 --top-k 5 --json
 
 ``--model`` is a local Hugging Face folder, a Hub id, a short name of
-:data:`soft_thinking.models.MODEL_REGISTRY` (``smollm2-135m``) or one of ``tiny-qwen2``,
+:data:`soft_thinking.engines.hf.models.MODEL_REGISTRY` (``smollm2-135m``) or one of ``tiny-qwen2``,
 ``tiny-qwen3``, ``tiny-llama`` (a tiny random model with a character tokenizer, for demos and
 tests). Prompts go through the tokenizer's chat template unless ``--no-chat-template``.
 
@@ -33,9 +33,15 @@ from typing import Any
 import torch
 
 from soft_thinking.core.config import NOISE_KINDS, ConfigError, SoftThinkingConfig
-from soft_thinking.engine import THINK_END, EngineError, Sample, SoftThinkingEngine, resolve_think_end
+from soft_thinking.engines.hf.engine import (
+    THINK_END,
+    EngineError,
+    Sample,
+    SoftThinkingEngine,
+    resolve_think_end,
+)
 
-#: ``--model`` names that build a tiny random model (``soft_thinking.testing``) instead of loading one.
+#: ``--model`` names that build a tiny random model (``soft_thinking.engines.hf.tiny``) instead of loading one.
 TINY_MODELS: dict[str, str] = {"tiny-qwen2": "qwen2", "tiny-qwen3": "qwen3", "tiny-llama": "llama"}
 
 
@@ -78,14 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load(name: str, device: str, dtype: str) -> tuple[Any, Any]:
     """``(model, tokenizer)`` for ``--model`` (tiny names build a tiny random model)."""
-    from soft_thinking.models import resolve_dtype
+    from soft_thinking.engines.hf.models import resolve_dtype
 
     if name in TINY_MODELS:
-        from soft_thinking.testing import tiny_model_and_tokenizer
+        from soft_thinking.engines.hf.tiny import tiny_model_and_tokenizer
 
         model, tok = tiny_model_and_tokenizer(TINY_MODELS[name], dtype=resolve_dtype(dtype))
         return model.to(device), tok
-    from soft_thinking.models import load_model
+    from soft_thinking.engines.hf.models import load_model
 
     return load_model(name, device=device, dtype=dtype)
 
@@ -155,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        from soft_thinking.models import ModelLoadError, apply_chat_template
+        from soft_thinking.engines.hf.models import ModelLoadError, apply_chat_template
 
         try:
             model, tok = load(args.model, args.device, args.dtype)

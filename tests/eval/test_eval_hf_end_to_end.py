@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from eval.cli import main
-from soft_thinking.engine import SoftThinkingEngine
+from soft_thinking.engines.hf.engine import SoftThinkingEngine
 
 DATA = Path(os.environ.get("SOFTGRPO_BENCHMARK_DIR", Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "benchmarks"))
 pytestmark = pytest.mark.skipif(not (DATA / "gsm8k.json").is_file(), reason="shared benchmarks not found")

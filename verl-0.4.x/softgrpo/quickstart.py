@@ -28,13 +28,13 @@ import torch
 from eval.metrics import bootstrap_ci, pass_at_k
 from eval.rundir import atomic_write_text
 from soft_thinking.core.config import SoftThinkingConfig
-from soft_thinking.engine import SoftThinkingEngine, resolve_think_end
-from soft_thinking.testing import tiny_model_and_tokenizer
+from soft_thinking.engines.hf.engine import SoftThinkingEngine, resolve_think_end
+from soft_thinking.engines.hf.tiny import tiny_model_and_tokenizer
 from softgrpo.config import TrainConfig, load_config
+from softgrpo.reference.sft import format_prompt, warm_start
+from softgrpo.reference.trainer import Trainer
 from softgrpo.rewards import RewardScorer
-from softgrpo.sft import format_prompt, warm_start
 from softgrpo.tasks.arithmetic import make_dataset
-from softgrpo.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "quickstart.yaml"

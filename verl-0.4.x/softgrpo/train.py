@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from softgrpo.config import load_config
-from softgrpo.trainer import Trainer
+from softgrpo.reference.trainer import Trainer
 
 
 def main(argv: list[str] | None = None) -> int:

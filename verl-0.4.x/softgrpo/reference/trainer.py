@@ -40,13 +40,18 @@ from soft_thinking.core.grpo import (
 )
 from soft_thinking.core.logprob import LogProbOptions
 from soft_thinking.core.trace import SoftTrace, collate_traces
-from soft_thinking.engine import THINK_END, Sample, SoftThinkingEngine, resolve_think_end
-from soft_thinking.models import apply_chat_template, load_model, resolve_dtype
-from soft_thinking.replay import replay_logprobs_entropy
-from softgrpo.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from soft_thinking.engines.hf.engine import THINK_END, Sample, SoftThinkingEngine, resolve_think_end
+from soft_thinking.engines.hf.models import apply_chat_template, load_model, resolve_dtype
+from soft_thinking.engines.hf.replay import replay_logprobs_entropy
 from softgrpo.config import TrainConfig
-from softgrpo.data import Example, PromptSampler, load_examples
-from softgrpo.logger import MetricsLogger
+from softgrpo.reference.checkpoint import (
+    latest_checkpoint,
+    load_trainer_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from softgrpo.reference.data import Example, PromptSampler, load_examples
+from softgrpo.reference.logger import MetricsLogger
 from softgrpo.rewards import RewardScorer, make_scorer
 
 

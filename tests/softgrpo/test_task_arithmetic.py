@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from soft_thinking.testing import build_char_tokenizer
+from soft_thinking.engines.hf.tiny import build_char_tokenizer
 from softgrpo.tasks.arithmetic import (
     DatasetError,
     format_scratchpad,

@@ -1,4 +1,4 @@
-"""Tests for soft_thinking.models: loading folders / Hub ids / short names, smollm2 conversion."""
+"""Tests for soft_thinking.engines.hf.models: loading folders / Hub ids / short names, smollm2 conversion."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 import transformers
 
-from soft_thinking import models
-from soft_thinking.models import (
+from soft_thinking.engines.hf import models
+from soft_thinking.engines.hf.models import (
     MODEL_REGISTRY,
     ModelLoadError,
     apply_chat_template,
@@ -21,7 +21,7 @@ from soft_thinking.models import (
     register_model,
     resolve_dtype,
 )
-from soft_thinking.testing import build_char_tokenizer, tiny_model_and_tokenizer
+from soft_thinking.engines.hf.tiny import build_char_tokenizer, tiny_model_and_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +206,8 @@ def test_smollm2_second_load_does_not_reconvert(smollm2, monkeypatch):
 
 def test_saved_char_tokenizer_round_trips_through_load_model(tmp_path, monkeypatch) -> None:
     """transformers 5 would load a Qwen2 folder's tokenizer as Qwen2Tokenizer and lose spaces/newlines."""
-    from soft_thinking.models import load_model
-    from soft_thinking.testing import build_char_tokenizer
+    from soft_thinking.engines.hf.models import load_model
+    from soft_thinking.engines.hf.tiny import build_char_tokenizer
 
     monkeypatch.setenv("SOFTGRPO_CACHE", str(tmp_path))
     _, tok = load_model("tiny-qwen2")

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from soft_thinking.core.config import ConfigError
-from soft_thinking.testing import tiny_model_and_tokenizer
-from softgrpo import checkpoint as ckpt_mod
+from soft_thinking.engines.hf.tiny import tiny_model_and_tokenizer
 from softgrpo.config import load_config
-from softgrpo.data import DatasetError
-from softgrpo.trainer import Trainer
+from softgrpo.reference import checkpoint as ckpt_mod
+from softgrpo.reference.data import DatasetError
+from softgrpo.reference.trainer import Trainer
 
 REWARDS = Path(__file__).with_name("trainer_rewards.py")
 BASE = [

@@ -1,6 +1,6 @@
-"""Tests for the reference soft-thinking engine (soft_thinking.engine.SoftThinkingEngine).
+"""Tests for the reference soft-thinking engine (soft_thinking.engines.hf.engine.SoftThinkingEngine).
 
-Everything runs on real tiny random models from :mod:`soft_thinking.testing` (char-level
+Everything runs on real tiny random models from :mod:`soft_thinking.engines.hf.tiny` (char-level
 tokenizer: ``<|im_end|>`` = EOS = id 2, ``</think>`` = id 5, one id per character), fp32 unless
 a test says otherwise. All randomness is seeded, so every assertion is deterministic.
 """
@@ -13,9 +13,15 @@ import torch
 from soft_thinking.core.config import ConfigError, SoftThinkingConfig
 from soft_thinking.core.mixture import replay_embeddings
 from soft_thinking.core.trace import collate_traces
-from soft_thinking.engine import EngineError, Sample, SoftThinkingEngine, resolve_think_end, sample_seed
-from soft_thinking.replay import replay_logits, replay_logprobs
-from soft_thinking.testing import tiny_model_and_tokenizer
+from soft_thinking.engines.hf.engine import (
+    EngineError,
+    Sample,
+    SoftThinkingEngine,
+    resolve_think_end,
+    sample_seed,
+)
+from soft_thinking.engines.hf.replay import replay_logits, replay_logprobs
+from soft_thinking.engines.hf.tiny import tiny_model_and_tokenizer
 
 THINK_END_ID = 5
 EOS_ID = 2
@@ -436,7 +442,7 @@ def test_stop_string_and_max_new_tokens(mode: str) -> None:
 def test_float64_model_runs_and_replays_to_float32_storage_precision() -> None:
     """A float64 model (useful to tell numerics from bugs) rolls out and replays; the only gap left
     is the float32 storage of the trace's log-probs."""
-    from soft_thinking.replay import replay_logprobs
+    from soft_thinking.engines.hf.replay import replay_logprobs
 
     engine = make_engine("qwen2", dtype=torch.float64)
     samples = engine.generate(["Compute 12+34."] * 2, soft_cfg(), n=3, max_new_tokens=20, seed=4)

@@ -162,10 +162,10 @@ def ensure_smollm2(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _tiny_resolver(arch: str) -> Callable[[str | os.PathLike[str] | None], Path]:
-    """A random tiny model of :mod:`soft_thinking.testing` saved once as a normal HF folder."""
+    """A random tiny model of :mod:`soft_thinking.engines.hf.tiny` saved once as a normal HF folder."""
 
     def resolve(cache_dir: str | os.PathLike[str] | None) -> Path:
-        from soft_thinking.testing import tiny_model_and_tokenizer
+        from soft_thinking.engines.hf.tiny import tiny_model_and_tokenizer
 
         root = Path(cache_dir) if cache_dir is not None else cache_root() / "models"
         final = root / f"tiny-{arch}"

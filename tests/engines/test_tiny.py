@@ -1,4 +1,4 @@
-"""Tests for soft_thinking.testing: char tokenizer, tiny models, cached incremental decoding."""
+"""Tests for soft_thinking.engines.hf.tiny: char tokenizer, tiny models, cached incremental decoding."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from soft_thinking.testing import (
+from soft_thinking.engines.hf.tiny import (
     ARCHS,
     DEFAULT_ALPHABET,
     build_char_tokenizer,
