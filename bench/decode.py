@@ -77,7 +77,7 @@ def skip_reason(name: str) -> str | None:
 
 def prompts_for(tokenizer: Any, batch: int) -> list[str]:
     """``batch`` chat-templated prompts (the question list cycled; lengths differ, so rows are padded)."""
-    from soft_thinking.engines.hf.models import apply_chat_template
+    from soft_thinking.text import apply_chat_template
 
     return [apply_chat_template(tokenizer, QUESTIONS[i % len(QUESTIONS)]) for i in range(batch)]
 

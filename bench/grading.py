@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from eval.benchmarks import load_local  # noqa: E402
 from eval.grader import Grader  # noqa: E402
-from eval.rundir import atomic_write_json  # noqa: E402
+from soft_thinking.io import atomic_write_json  # noqa: E402
 
 
 def main() -> int:

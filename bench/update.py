@@ -33,11 +33,11 @@ from pathlib import Path
 
 import torch
 
-from eval.rundir import atomic_write_text
 from soft_thinking.core.noise import NoiseParams, draw_gumbel
 from soft_thinking.core.trace import SoftTrace
 from soft_thinking.engines.hf.replay import replay_logprobs
 from soft_thinking.engines.hf.tiny import tiny_model, tiny_model_and_tokenizer
+from soft_thinking.io import atomic_write_text
 from softgrpo.config import load_config
 from softgrpo.reference.trainer import Rollout, Trainer
 

@@ -30,10 +30,11 @@ from typing import Any, Literal
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
 
+from soft_thinking.text import THINK_END
+
 # Our Grader enforces the timeout; math-verify's "timeout is disabled" warning is expected.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
-THINK_END = "</think>"
 STATUSES = ("ok", "no_answer", "parse_error", "timeout")
 GOLD_FORMATS = ("expr", "latex", "latex_dollar", "choice")
 BENCHMARK_GOLD_FORMAT: dict[str, str] = {

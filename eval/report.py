@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from eval.rundir import atomic_write_bytes, atomic_write_text
+from soft_thinking.io import atomic_write_bytes, atomic_write_text
 
 
 def _pct(m: dict[str, float] | None) -> str:
@@ -76,7 +76,7 @@ def passk_png(summary: dict[str, Any], title: str) -> bytes:
 
 
 def write_reports(run_path: Path, summary: dict[str, Any], title: str) -> None:
-    from eval.rundir import atomic_write_json
+    from soft_thinking.io import atomic_write_json
 
     atomic_write_json(run_path / "summary.json", summary)
     atomic_write_text(run_path / "summary.md", summary_markdown(summary, title))

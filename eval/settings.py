@@ -8,9 +8,10 @@ decide *how many* samples are drawn and are not part of that fingerprint.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from soft_thinking.text import derive_seed
 
 NOISE_FLAGS = {"add_noise_gumbel_softmax": "gumbel", "add_noise_dirichlet": "dirichlet", "add_noise_gaussian": "gaussian"}
 
@@ -100,10 +101,9 @@ class SamplingSettings:
 
 
 def problem_seed(seed: int, benchmark: str, problem_id: int) -> int:
-    """Per-problem seed ``sha256("{seed}:{benchmark}:{problem_id}")[:4] & 0x7fffffff``.
+    """Per-problem seed: :func:`soft_thinking.text.derive_seed` of ``(seed, benchmark, problem_id)``.
 
     Backends seed sample j of a problem from (problem seed, j) only, so a sample is the same
     whether it is drawn in a fresh run or in a resumed one.
     """
-    digest = hashlib.sha256(f"{seed}:{benchmark}:{problem_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    return derive_seed(seed, benchmark, problem_id)

@@ -33,13 +33,8 @@ from typing import Any
 import torch
 
 from soft_thinking.core.config import NOISE_KINDS, ConfigError, SoftThinkingConfig
-from soft_thinking.engines.hf.engine import (
-    THINK_END,
-    EngineError,
-    Sample,
-    SoftThinkingEngine,
-    resolve_think_end,
-)
+from soft_thinking.engines.hf.engine import EngineError, Sample, SoftThinkingEngine, resolve_think_end
+from soft_thinking.text import THINK_END
 
 #: ``--model`` names that build a tiny random model (``soft_thinking.engines.hf.tiny``) instead of loading one.
 TINY_MODELS: dict[str, str] = {"tiny-qwen2": "qwen2", "tiny-qwen3": "qwen3", "tiny-llama": "llama"}
@@ -161,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        from soft_thinking.engines.hf.models import ModelLoadError, apply_chat_template
+        from soft_thinking.engines.hf.models import ModelLoadError
+        from soft_thinking.text import apply_chat_template
 
         try:
             model, tok = load(args.model, args.device, args.dtype)

@@ -14,7 +14,6 @@ from soft_thinking.engines.hf import models
 from soft_thinking.engines.hf.models import (
     MODEL_REGISTRY,
     ModelLoadError,
-    apply_chat_template,
     ensure_smollm2,
     load_model,
     prepare_tokenizer,
@@ -22,6 +21,7 @@ from soft_thinking.engines.hf.models import (
     resolve_dtype,
 )
 from soft_thinking.engines.hf.tiny import build_char_tokenizer, tiny_model_and_tokenizer
+from soft_thinking.text import apply_chat_template
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def test_problem_seed_is_stable_and_distinct():
     assert problem_seed(0, "aime2024", 3) == problem_seed(0, "aime2024", 3)
     assert len({problem_seed(0, "aime2024", i) for i in range(100)}) == 100
     assert problem_seed(1, "aime2024", 3) != problem_seed(0, "aime2024", 3)
-    assert 0 <= problem_seed(0, "gsm8k", 0) < 2**31
+    assert 0 <= problem_seed(0, "gsm8k", 0) < 2**63
 
 
 def test_hub_loading_offline_points_at_data_dir(monkeypatch):

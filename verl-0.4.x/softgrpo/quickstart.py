@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from eval.metrics import bootstrap_ci, pass_at_k
-from eval.rundir import atomic_write_text
 from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.engines.hf.engine import SoftThinkingEngine, resolve_think_end
 from soft_thinking.engines.hf.tiny import tiny_model_and_tokenizer
+from soft_thinking.io import atomic_write_text
 from softgrpo.config import TrainConfig, load_config
 from softgrpo.reference.sft import format_prompt, warm_start
 from softgrpo.reference.trainer import Trainer

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from eval.rundir import atomic_write_text
+from soft_thinking.io import atomic_write_text
 
 CONSOLE_KEYS = (
     "reward/mean", "train/accuracy", "response/length_mean", "response/thinking_length_mean", "soft/step_share",

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.engines.hf.engine import SoftThinkingEngine
-from soft_thinking.engines.hf.models import apply_chat_template
+from soft_thinking.text import apply_chat_template
 
 
 @dataclass

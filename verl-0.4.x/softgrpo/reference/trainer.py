@@ -20,7 +20,6 @@ update uses, so on the first mini-batch ``log pi - log pi_old`` is exactly 0.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import time
 from collections import Counter
@@ -40,9 +39,10 @@ from soft_thinking.core.grpo import (
 )
 from soft_thinking.core.logprob import LogProbOptions
 from soft_thinking.core.trace import SoftTrace, collate_traces
-from soft_thinking.engines.hf.engine import THINK_END, Sample, SoftThinkingEngine, resolve_think_end
-from soft_thinking.engines.hf.models import apply_chat_template, load_model, resolve_dtype
+from soft_thinking.engines.hf.engine import Sample, SoftThinkingEngine, resolve_think_end
+from soft_thinking.engines.hf.models import load_model, resolve_dtype
 from soft_thinking.engines.hf.replay import replay_logprobs_entropy
+from soft_thinking.text import THINK_END, apply_chat_template, derive_seed
 from softgrpo.config import TrainConfig
 from softgrpo.reference.checkpoint import (
     latest_checkpoint,
@@ -74,7 +74,7 @@ class Rollout:
 
 
 def step_seed(seed: int, step: int) -> int:
-    return int.from_bytes(hashlib.sha256(f"softgrpo-step:{seed}:{step}".encode()).digest()[:7], "little")
+    return derive_seed("softgrpo-step", seed, step)
 
 
 class Trainer:

@@ -26,12 +26,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from soft_thinking.text import THINK_END
+
 SPLITS: tuple[str, ...] = ("train", "test")
 ALLOWED_OPERATORS: tuple[str, ...] = ("+", "-")
 TEST_MODULUS: int = 10
 REQUIRED_KEYS: tuple[str, ...] = ("prompt", "answer")
 THINK_START = "<think>"
-THINK_END = "</think>"
 BOXED_OPEN = "\\boxed{"
 
 

@@ -16,7 +16,6 @@ Every row draws its randomness from its own ``torch.Generator`` seeded from
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,8 +33,7 @@ from soft_thinking.core.phase import PhaseTracker
 from soft_thinking.core.sampling import SamplingTensors
 from soft_thinking.core.step import decode_step
 from soft_thinking.core.trace import SoftTrace
-
-THINK_END = "</think>"
+from soft_thinking.text import THINK_END, derive_seed
 
 
 class EngineError(ValueError):
@@ -74,9 +72,8 @@ class Sample:
 
 
 def sample_seed(seed: int, prompt_index: int, sample_index: int) -> int:
-    """A 63-bit seed from ``(seed, prompt index, sample index)`` (SHA-256, so nearby keys decorrelate)."""
-    digest = hashlib.sha256(f"softgrpo:{seed}:{prompt_index}:{sample_index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+    """The generator seed of one sample: :func:`derive_seed` of ``("softgrpo", seed, prompt, sample)``."""
+    return derive_seed("softgrpo", seed, prompt_index, sample_index)
 
 
 def resolve_think_end(tokenizer: Any, text: str = THINK_END) -> tuple[int, ...]:

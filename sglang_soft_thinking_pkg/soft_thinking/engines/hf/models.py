@@ -322,14 +322,3 @@ def load_model(
     model = model.to(device)
     model.eval()
     return model, prepare_tokenizer(tokenizer)
-
-
-def apply_chat_template(tokenizer: Any, user_text: str) -> str:
-    """The prompt text of one user turn with the assistant generation prompt appended."""
-    if not isinstance(user_text, str):
-        raise TypeError(f"user_text must be a str, got {type(user_text).__name__}")
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat_template")
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
-    )

@@ -27,12 +27,13 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
+from soft_thinking.text import THINK_END
+
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 THINK_START = "<think>"
-THINK_END = "</think>"
 BOXED_OPEN = "\\boxed{"
 
 #: Special tokens (skipped by ``decode(skip_special_tokens=True)``), in id order 0..3.
