@@ -8,38 +8,9 @@ import pytest
 import torch
 
 from soft_thinking.core.config import ConfigError
-from soft_thinking.engines.hf.tiny import tiny_model_and_tokenizer
 from softgrpo.config import load_config
 from softgrpo.reference import checkpoint as ckpt_mod
 from softgrpo.reference.data import DatasetError
-from softgrpo.reference.trainer import Trainer
-
-REWARDS = Path(__file__).with_name("trainer_rewards.py")
-BASE = [
-    "data.train_files=builtin:arithmetic",
-    "data.train_size=64",
-    "data.train_batch_size=4",
-    "data.max_response_length=8",
-    "data.apply_chat_template=false",
-    "actor_rollout_ref.rollout.n=4",
-    "actor_rollout_ref.rollout.top_p=1.0",
-    "actor_rollout_ref.rollout.top_k=-1",
-    "actor_rollout_ref.actor.ppo_mini_batch_size=2",
-    "actor_rollout_ref.actor.ppo_micro_batch_size=4",
-    "actor_rollout_ref.actor.optim.weight_decay=0.0",
-    f"custom_reward_function.path={REWARDS}",
-    "custom_reward_function.name=digit_share",
-    "trainer.logger=[jsonl]",
-    "trainer.progress=false",
-    "trainer.save_freq=0",
-    "soft_thinking.gumbel_softmax_temperature=0.5",
-]
-
-
-def make(tmp_path: Path, *overrides: str, arch: str = "qwen2") -> Trainer:
-    cfg = load_config(None, [*BASE, f"trainer.default_local_dir={tmp_path}", *overrides])
-    model, tok = tiny_model_and_tokenizer(arch)
-    return Trainer(cfg, model=model, tokenizer=tok)
 
 
 def params(model) -> dict[str, torch.Tensor]:
@@ -47,7 +18,7 @@ def params(model) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("arm", ["grpo", "softgrpo"])
-def test_one_step_at_high_lr_changes_every_parameter(tmp_path: Path, arm: str) -> None:
+def test_one_step_at_high_lr_changes_every_parameter(make, tmp_path: Path, arm: str) -> None:
     tr = make(tmp_path, f"trainer.arm={arm}", "trainer.total_training_steps=1", "actor_rollout_ref.actor.optim.lr=0.1")
     before = params(tr.model)
     m = tr.train()
@@ -57,7 +28,7 @@ def test_one_step_at_high_lr_changes_every_parameter(tmp_path: Path, arm: str) -
 
 
 @pytest.mark.parametrize("arm", ["grpo", "softgrpo"])
-def test_exact_ratio_and_replay_parity(tmp_path: Path, arm: str) -> None:
+def test_exact_ratio_and_replay_parity(make, tmp_path: Path, arm: str) -> None:
     tr = make(tmp_path, f"trainer.arm={arm}", "trainer.total_training_steps=2", "actor_rollout_ref.actor.optim.lr=1e-3")
     tr.train()
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -70,7 +41,7 @@ def test_exact_ratio_and_replay_parity(tmp_path: Path, arm: str) -> None:
         assert lines[0]["soft/step_share"] == 0.0
 
 
-def test_equal_rewards_give_no_update_and_zero_kl(tmp_path: Path) -> None:
+def test_equal_rewards_give_no_update_and_zero_kl(make, tmp_path: Path) -> None:
     tr = make(
         tmp_path, "trainer.total_training_steps=1", "custom_reward_function.name=constant",
         "actor_rollout_ref.actor.optim.lr=0.1",
@@ -83,7 +54,7 @@ def test_equal_rewards_give_no_update_and_zero_kl(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("arm", ["grpo", "softgrpo"])
-def test_reward_rises_on_a_learnable_task(tmp_path: Path, arm: str) -> None:
+def test_reward_rises_on_a_learnable_task(make, tmp_path: Path, arm: str) -> None:
     tr = make(
         tmp_path, f"trainer.arm={arm}", "trainer.total_training_steps=14", "actor_rollout_ref.actor.optim.lr=1e-2",
         "actor_rollout_ref.actor.use_kl_loss=false", "data.train_batch_size=8", "actor_rollout_ref.actor.ppo_mini_batch_size=4",
@@ -94,7 +65,7 @@ def test_reward_rises_on_a_learnable_task(tmp_path: Path, arm: str) -> None:
     assert sum(r[-3:]) / 3 > sum(r[:3]) / 3 + 0.1, r
 
 
-def test_resume_is_bit_identical(tmp_path: Path) -> None:
+def test_resume_is_bit_identical(make, tmp_path: Path) -> None:
     common = ["trainer.arm=softgrpo", "trainer.total_training_steps=4", "trainer.save_freq=2",
               "actor_rollout_ref.actor.optim.lr=1e-2"]
     full = make(tmp_path / "full", *common)
@@ -115,7 +86,7 @@ def test_resume_is_bit_identical(tmp_path: Path) -> None:
     assert clean(tmp_path / "full" / "metrics.jsonl") == clean(tmp_path / "part" / "metrics.jsonl")
 
 
-def test_interrupted_checkpoint_write_leaves_previous_loadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_checkpoint_write_leaves_previous_loadable(make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     common = ["trainer.total_training_steps=2", "trainer.save_freq=1"]
     tr = make(tmp_path, *common, "trainer.stop_after_steps=1")
     tr.train()
@@ -149,12 +120,12 @@ def test_interrupted_checkpoint_write_leaves_previous_loadable(tmp_path: Path, m
         ("actor_rollout_ref.actor.bogus=1", "actor_rollout_ref.actor.bogus"),
     ],
 )
-def test_bad_config_is_rejected_naming_the_key(tmp_path: Path, override: str, match: str) -> None:
+def test_bad_config_is_rejected_naming_the_key(base_overrides, override: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        load_config(None, [*BASE, override])
+        load_config(None, [*base_overrides, override])
 
 
-def test_dataset_row_without_answer_and_unknown_reward_path(tmp_path: Path) -> None:
+def test_dataset_row_without_answer_and_unknown_reward_path(make, tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "1+1", "answer": "2"}\n{"prompt": "2+2"}\n')
     with pytest.raises(DatasetError, match=r"row 1 .*answer"):
@@ -163,20 +134,20 @@ def test_dataset_row_without_answer_and_unknown_reward_path(tmp_path: Path) -> N
         make(tmp_path, "custom_reward_function.path=tests.no_such_module:fn")
 
 
-def test_tensorboard_logger_writes_events(tmp_path: Path) -> None:
+def test_tensorboard_logger_writes_events(make, tmp_path: Path) -> None:
     tr = make(tmp_path, "trainer.total_training_steps=1", "trainer.logger=[jsonl,tensorboard]")
     tr.train()
     events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
 
 
-def test_overlong_prompt_is_an_error_naming_the_limit(tmp_path: Path) -> None:
+def test_overlong_prompt_is_an_error_naming_the_limit(make, tmp_path: Path) -> None:
     tr = make(tmp_path, "trainer.total_training_steps=1", "data.max_prompt_length=5")
     with pytest.raises(ConfigError, match="data.max_prompt_length=5"):
         tr.train()
 
 
-def test_validation_runs_before_training_and_every_test_freq_steps(tmp_path: Path) -> None:
+def test_validation_runs_before_training_and_every_test_freq_steps(make, base_overrides, tmp_path: Path) -> None:
     tr = make(tmp_path, "trainer.total_training_steps=2", "trainer.test_freq=2", "data.val_files=builtin:arithmetic",
               "data.val_size=3", "trainer.val_n=2")
     tr.train()
@@ -185,4 +156,4 @@ def test_validation_runs_before_training_and_every_test_freq_steps(tmp_path: Pat
     assert val_steps == [0, 2]
     assert all(0.0 <= ln["val/mean@n"] <= ln["val/pass@2"] <= 1.0 for ln in lines if "val/mean@n" in ln)
     with pytest.raises(ConfigError, match="trainer.test_freq"):
-        load_config(None, [*BASE, "trainer.test_freq=5"])
+        load_config(None, [*base_overrides, "trainer.test_freq=5"])

@@ -15,11 +15,13 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from soft_thinking.errors import SoftGRPOError
+
 NOISE_KINDS = ("none", "gumbel", "dirichlet", "gaussian")
 LOGPROB_MODES = ("paper", "exact")
 
 
-class ConfigError(ValueError):
+class ConfigError(SoftGRPOError, ValueError):
     """An invalid configuration value. The message names the field and the allowed values."""
 
 
@@ -196,6 +198,9 @@ class SoftThinkingConfig:
         if for_training:
             if self.temperature <= 0:
                 _fail("temperature", self.temperature, "> 0 for training (a log-probability needs a distribution)")
+            if self.answer_temperature <= 0:  # greedy answer steps have no log-prob to replay (issue 8 §4.1)
+                _fail("after_thinking_temperature", self.after_thinking_temperature,
+                      "> 0 or None for training (a greedy T=0 answer step has no finite log-probability)")
             if self.enable_soft_thinking and self.noise == "none":
                 _fail("noise", self.noise, "one of ('gumbel', 'dirichlet', 'gaussian') for training")
             if self.noise_factor != 1.0:

@@ -23,7 +23,6 @@ import copy
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +37,12 @@ from soft_thinking.core.grpo import (
     kl_penalty,
 )
 from soft_thinking.core.logprob import LogProbOptions
-from soft_thinking.core.trace import SoftTrace, collate_traces
-from soft_thinking.engines.hf.engine import Sample, SoftThinkingEngine, resolve_think_end
+from soft_thinking.engines.hf.engine import SoftThinkingEngine, resolve_think_end
 from soft_thinking.engines.hf.models import load_model, resolve_dtype
 from soft_thinking.engines.hf.replay import replay_logprobs_entropy
 from soft_thinking.text import THINK_END, apply_chat_template, derive_seed
 from softgrpo.config import TrainConfig
+from softgrpo.reference.batch import Rollout, rollout_metrics
 from softgrpo.reference.checkpoint import (
     latest_checkpoint,
     load_trainer_state,
@@ -53,24 +52,6 @@ from softgrpo.reference.checkpoint import (
 from softgrpo.reference.data import Example, PromptSampler, load_examples
 from softgrpo.reference.logger import MetricsLogger
 from softgrpo.rewards import RewardScorer, make_scorer
-
-
-@dataclass
-class Rollout:
-    """One step's rollout batch, prompt-major (``n`` samples of prompt 0, then prompt 1, ...)."""
-
-    examples: list[Example]
-    samples: list[Sample]
-    rewards: torch.Tensor  # [B]
-    advantages: torch.Tensor  # [B]
-
-    @property
-    def traces(self) -> list[SoftTrace]:
-        return [s.trace for s in self.samples]
-
-    @property
-    def prompt_ids(self) -> list[list[int]]:
-        return [s.prompt_ids for s in self.samples]
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -124,6 +105,7 @@ class Trainer:
         self.out_dir = Path(t.default_local_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.global_step = 0
+        self.grad_norm_skips = 0
         self._prompt_cache: dict[str, list[int]] = {}
         self._resume()
         self.logger = MetricsLogger(self.out_dir, t.logger, t.project_name, t.experiment_name, cfg.to_dict(),
@@ -159,13 +141,14 @@ class Trainer:
         self.sampler.load_state_dict(ts["sampler"])
         self.scorer.counts = Counter(ts.get("reward_counts", {}))
         self.global_step = int(ts["global_step"])
+        self.grad_norm_skips = int(ts.get("grad_norm_skips", 0))
         print(f"resumed from {ckpt} at step {self.global_step}", flush=True)
 
     def save(self) -> Path:
         return save_checkpoint(
             self.ckpt_dir, self.global_step, self.model, self.tokenizer, self.optimizer, self.scheduler,
             {"global_step": self.global_step, "sampler": self.sampler.state_dict(),
-             "reward_counts": dict(self.scorer.counts)},
+             "reward_counts": dict(self.scorer.counts), "grad_norm_skips": self.grad_norm_skips},
             self.cfg.to_dict(), keep=self.cfg.trainer.keep_checkpoints,
         )
 
@@ -198,81 +181,88 @@ class Trainer:
         rewards = torch.tensor(self.scorer(self.cfg.data.data_source, [s.text for s in samples], answers))
         groups = [i // n for i in range(len(samples))]
         adv = compute_grpo_advantages(rewards, groups, norm_by_std=self.cfg.algorithm.norm_adv_by_std_in_grpo)
-        return Rollout(examples, samples, rewards, adv)
+        return Rollout.collate(examples, samples, rewards, adv, self.device)
 
     def _micro_batches(self, size: int) -> list[slice]:
         micro = self.cfg.actor.ppo_micro_batch_size
         return [slice(i, min(i + micro, size)) for i in range(0, size, micro)]
 
-    def _log_probs(self, model: Any, ro: Rollout, rows: slice, pad_to: int, with_entropy: bool = False):
-        traces = ro.traces[rows]
-        return replay_logprobs_entropy(
-            model, ro.prompt_ids[rows], collate_traces(traces, pad_to=pad_to), self.lp_opts,
-            pad_id=self.engine.pad_id, with_entropy=with_entropy,
-        )
+    def _log_probs(self, model: Any, ro: Rollout, rows: slice, with_entropy: bool = False):
+        prompts, batch = ro.rows(rows)
+        return replay_logprobs_entropy(model, prompts, batch, self.lp_opts, pad_id=self.engine.pad_id,
+                                       with_entropy=with_entropy)
 
     def update(self, ro: Rollout) -> dict[str, float]:
-        """Old/ref log-probs, then PPO epochs over mini-batches; returns the update's metrics."""
+        """Old/ref log-probs, then PPO epochs over mini-batches; returns the update's metrics.
+
+        An optimizer step whose gradient norm is not finite is skipped (the gradients are dropped)
+        and counted in ``actor/grad_norm_nonfinite_skips``, as verl's actor does.
+        """
         a = self.cfg.actor
-        n_seq = len(ro.samples)
-        pad_to = max(len(s.trace) for s in ro.samples)
+        n_seq = len(ro)
         mini = a.ppo_mini_batch_size * self.cfg.rollout.n
-        minis = [slice(i, i + mini) for i in range(0, n_seq, mini)]
         micro_slices = [
-            [slice(m.start + s.start, m.start + s.stop) for s in self._micro_batches(mini)] for m in minis
+            [slice(m + s.start, m + s.stop) for s in self._micro_batches(min(mini, n_seq - m))]
+            for m in range(0, n_seq, mini)
         ]
+        flat = [s for group in micro_slices for s in group]  # partitions [0, n_seq) in order
         # old and reference log-probs on the very micro-batches the update will use
-        old, ref, ent, masks = {}, {}, {}, {}
+        old, ref, ent = {}, {}, {}
         with torch.no_grad():
-            for micro in (s for group in micro_slices for s in group):
-                lp, e, batch = self._log_probs(self.model, ro, micro, pad_to, with_entropy=True)
-                old[micro.start], ent[micro.start], masks[micro.start] = lp, e, batch.mask
+            for micro in flat:
+                old[micro.start], ent[micro.start], _ = self._log_probs(self.model, ro, micro, with_entropy=True)
                 if self.ref_model is not None:
-                    ref[micro.start] = self._log_probs(self.ref_model, ro, micro, pad_to)[0]
-        rollout_lp = collate_traces(ro.traces, pad_to=pad_to).logprobs.to(self.device)
-        all_mask = torch.cat([masks[k] for k in sorted(masks)])
-        all_old = torch.cat([old[k] for k in sorted(old)])
-        parity = ((all_old - rollout_lp).abs() * all_mask).max().item()
-        adv_tok = broadcast_to_tokens(ro.advantages.to(self.device), all_mask)
+                    ref[micro.start] = self._log_probs(self.ref_model, ro, micro)[0]
+        mask = ro.batch.mask
+        all_old = torch.cat([old[s.start] for s in flat])
+        parity = ((all_old - ro.batch.logprobs).abs() * mask).max().item()
+        adv_tok = broadcast_to_tokens(ro.advantages.to(self.device), mask)
 
         stats: Counter[str] = Counter()
         n_stat = 0
         first_ratio_dev = None
-        grad_norms = []
+        grad_norms, skips = [], 0
         for _ in range(a.ppo_epochs):
             for group in micro_slices:
                 self.optimizer.zero_grad(set_to_none=True)
-                mini_tokens = sum(int(masks[s.start].sum()) for s in group)
+                mini_tokens = sum(int(mask[s].sum()) for s in group)
                 mini_seqs = sum(s.stop - s.start for s in group)
                 for s in group:
-                    lp, _, batch = self._log_probs(self.model, ro, s, pad_to)
-                    mask = batch.mask
-                    loss, st = compute_actor_loss(
-                        lp, old[s.start], adv_tok[s], mask, self.loss_cfg, ref_log_prob=ref.get(s.start)
-                    )
+                    lp, _, _ = self._log_probs(self.model, ro, s)
+                    m = mask[s]
+                    loss, st = compute_actor_loss(lp, old[s.start], adv_tok[s], m, self.loss_cfg,
+                                                  ref_log_prob=ref.get(s.start))
                     if first_ratio_dev is None:
-                        first_ratio_dev = ((lp.detach() - old[s.start]).abs() * mask).max().item()
+                        first_ratio_dev = ((lp.detach() - old[s.start]).abs() * m).max().item()
                     if self.loss_cfg.loss_agg_mode in ("token-mean", "token-sum"):
-                        weight = int(mask.sum()) / max(mini_tokens, 1)
+                        weight = int(m.sum()) / max(mini_tokens, 1)
                     else:
                         weight = (s.stop - s.start) / mini_seqs
                     (loss * weight).backward()
                     for k, v in st.items():
                         stats[k] += float(v) * weight
                 n_stat += 1
-                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), a.grad_clip)))
-                self.optimizer.step()
+                norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), a.grad_clip))
+                if math.isfinite(norm):
+                    grad_norms.append(norm)
+                    self.optimizer.step()
+                else:  # a NaN/inf gradient would poison the weights and the optimizer state
+                    skips += 1
+                    self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+        self.grad_norm_skips += skips
         kl_ref = 0.0
         if self.ref_model is not None:
-            all_ref = torch.cat([ref[k] for k in sorted(ref)])
-            kl_ref = float((kl_penalty(all_old, all_ref, "low_var_kl") * all_mask).sum() / all_mask.sum().clamp_min(1))
-        all_ent = torch.cat([ent[k] for k in sorted(ent)])
+            all_ref = torch.cat([ref[s.start] for s in flat])
+            kl_ref = float((kl_penalty(all_old, all_ref, "low_var_kl") * mask).sum() / mask.sum().clamp_min(1))
+        all_ent = torch.cat([ent[s.start] for s in flat])
         out = {f"actor/{k}": v / max(n_stat, 1) for k, v in stats.items()}
         out.update({
-            "actor/grad_norm": sum(grad_norms) / len(grad_norms),
+            "actor/grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else float("nan"),
+            "actor/grad_norm_nonfinite_skips": float(skips),
+            "actor/grad_norm_nonfinite_skips_total": float(self.grad_norm_skips),
             "actor/kl_ref": kl_ref,
-            "actor/entropy": float((all_ent * all_mask).sum() / all_mask.sum().clamp_min(1)),
+            "actor/entropy": float((all_ent * mask).sum() / mask.sum().clamp_min(1)),
             "actor/lr": self.scheduler.get_last_lr()[0],
             "actor/first_minibatch_max_abs_log_ratio": float(first_ratio_dev or 0.0),
             "replay/max_abs_diff": parity,
@@ -281,30 +271,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------
     def rollout_metrics(self, ro: Rollout) -> dict[str, float]:
-        s = ro.samples
-        lengths = torch.tensor([x.num_tokens for x in s], dtype=torch.float32)
-        n_soft = sum(x.stats.get("soft_steps", 0.0) for x in s)
-
-        def per_soft_step(key: str) -> float:  # a per-sample share, averaged over all soft steps
-            return sum(x.stats.get(key, 0.0) * x.stats.get("soft_steps", 0.0) for x in s) / n_soft if n_soft else 0.0
-
-        m = {
-            "reward/mean": float(ro.rewards.mean()),
-            "train/accuracy": float((ro.rewards > 0.5).float().mean()),
-            "response/length_mean": float(lengths.mean()),
-            "response/length_max": float(lengths.max()),
-            "response/thinking_length_mean": sum(x.num_thinking_tokens for x in s) / len(s),
-            "response/clip_share": sum(x.finish_reason in ("length", "context") for x in s) / len(s),
-            "soft/step_share": sum(x.soft_share * x.num_tokens for x in s) / max(float(lengths.sum()), 1.0),
-            "soft/single_candidate_share": per_soft_step("single_candidate_share"),
-            "soft/top_weight_below_0.9_share": per_soft_step("top_weight_below_0.9_share"),
-            "adv/zero_group_share": float(
-                (ro.rewards.view(-1, self.cfg.rollout.n).std(-1, unbiased=False) == 0).float().mean()
-            ),
-        }
-        for status in ("timeout", "parse_error", "no_answer"):
-            m[f"reward/{status}_count"] = float(self.scorer.counts.get(status, 0))
-        return m
+        return rollout_metrics(ro, self.cfg.rollout.n, self.scorer.counts)
 
     def validate(self) -> dict[str, float]:
         """mean@n and unbiased pass@n on ``data.val_files`` with the rollout's sampling settings

@@ -1,0 +1,62 @@
+"""Issue 8 §4 trainer bugs: greedy (T=0) steps never reach a replay, non-finite gradients skip the
+update, the rollout is collated once."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from soft_thinking.core.config import ConfigError
+from softgrpo.config import load_config
+from softgrpo.reference import batch as batch_mod
+from softgrpo.reference.checkpoint import latest_checkpoint
+
+
+@pytest.mark.parametrize("key", ["soft_thinking.after_thinking_temperature", "actor_rollout_ref.rollout.temperature"])
+def test_zero_temperature_is_refused_for_training_by_name(base_overrides, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.split(".")[-1]):
+        load_config(None, [*base_overrides, f"{key}=0"])
+
+
+def test_a_greedy_trace_is_refused_before_replay(make, tmp_path: Path) -> None:
+    """Even if a T=0 step reaches the trainer (config check bypassed), it is an error, not NaN weights."""
+    tr = make(tmp_path, "trainer.total_training_steps=1", "data.max_response_length=24")
+    tr.st_cfg = tr.st_cfg.replace(after_thinking_temperature=0.0)  # bypass validation on purpose
+    with pytest.raises(ConfigError, match="after_thinking_temperature"):
+        tr.train_step()
+    assert all(torch.isfinite(p).all() for p in tr.model.parameters())
+
+
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)`")
+def test_nonfinite_gradient_skips_the_update_and_is_counted(make, tmp_path: Path) -> None:
+    tr = make(tmp_path, "trainer.total_training_steps=2", "trainer.save_freq=1", "actor_rollout_ref.actor.optim.lr=0.1")
+    before = {k: v.detach().clone() for k, v in tr.model.named_parameters()}
+    emb = tr.model.get_input_embeddings().weight
+    handle = emb.register_hook(lambda g: torch.full_like(g, float("nan")))
+    m = tr.train()
+    handle.remove()
+    minis = tr.cfg.data.train_batch_size // tr.cfg.actor.ppo_mini_batch_size
+    assert m["actor/grad_norm_nonfinite_skips"] == minis
+    assert m["actor/grad_norm_nonfinite_skips_total"] == 2 * minis
+    assert all(torch.equal(v.detach(), before[k]) for k, v in tr.model.named_parameters())
+    from safetensors.torch import load_file
+
+    saved = load_file(str(latest_checkpoint(tmp_path / "checkpoints") / "model" / "model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in saved.values())
+    state = tr.optimizer.state_dict()["state"]
+    assert all(torch.isfinite(t).all() for s in state.values() for t in s.values() if torch.is_tensor(t))
+
+
+def test_rollout_is_collated_once_per_step(make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = batch_mod.collate_traces
+
+    def counting(traces, *a, **k):
+        calls.append(len(traces))
+        return real(traces, *a, **k)
+
+    monkeypatch.setattr(batch_mod, "collate_traces", counting)
+    tr = make(tmp_path, "trainer.total_training_steps=2", "actor_rollout_ref.actor.ppo_epochs=2")
+    m = tr.train()
+    assert calls == [16, 16]  # one collation of the 4 x 4 samples per step, none per micro-batch
+    assert m["actor/first_minibatch_max_abs_log_ratio"] == 0.0
