@@ -32,8 +32,9 @@ from typing import Any
 
 import torch
 
-from soft_thinking.core.config import NOISE_KINDS, ConfigError, SoftThinkingConfig
+from soft_thinking.core.config import NOISE_KINDS, SoftThinkingConfig
 from soft_thinking.engines.hf.engine import EngineError, Sample, SoftThinkingEngine, resolve_think_end
+from soft_thinking.errors import SoftGRPOError, exit_on_error
 from soft_thinking.text import THINK_END
 
 #: ``--model`` names that build a tiny random model (``soft_thinking.engines.hf.tiny``) instead of loading one.
@@ -150,31 +151,27 @@ def format_record(r: dict[str, Any]) -> str:
     )
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 bad input or model)."""
+    """Run the CLI; returns the exit status (0 ok, 2 bad input or model: one ``error:`` line)."""
     args = build_parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    try:
-        from soft_thinking.engines.hf.models import ModelLoadError
-        from soft_thinking.text import apply_chat_template
+    from soft_thinking.text import apply_chat_template
 
-        try:
-            model, tok = load(args.model, args.device, args.dtype)
-        except (ModelLoadError, ValueError) as err:
-            raise EngineError(f"--model {args.model!r}: {err}") from err
-        engine = SoftThinkingEngine(model, tok)
-        cfg = build_config(args, tok)
-        prompts = list(args.prompt) if args.no_chat_template else [apply_chat_template(tok, p) for p in args.prompt]
-        t0 = time.perf_counter()
-        samples = engine.generate(
-            prompts, cfg, n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed,
-            stop=tuple(args.stop), batch_size=args.batch_size,
-        )
-        wall = time.perf_counter() - t0
-    except (EngineError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    try:
+        model, tok = load(args.model, args.device, args.dtype)
+    except (SoftGRPOError, ValueError) as err:
+        raise EngineError(f"--model {args.model!r}: {err}") from err
+    engine = SoftThinkingEngine(model, tok)
+    cfg = build_config(args, tok)
+    prompts = list(args.prompt) if args.no_chat_template else [apply_chat_template(tok, p) for p in args.prompt]
+    t0 = time.perf_counter()
+    samples = engine.generate(
+        prompts, cfg, n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed,
+        stop=tuple(args.stop), batch_size=args.batch_size,
+    )
+    wall = time.perf_counter() - t0
     total = sum(s.num_tokens for s in samples)
     summary = {
         "type": "summary",

@@ -91,3 +91,12 @@ def test_dict_round_trip_and_unknown_keys() -> None:
         cfg.replace(tau=3)
     assert cfg.answer_top_k == 1 and cfg.answer_top_p == cfg.top_p
     assert SoftThinkingConfig(**BASE, temperature=0.0).effective_noise == "none"
+
+
+def test_errors_share_the_softgrpo_base() -> None:
+    from soft_thinking.engines.hf.engine import EngineError
+    from soft_thinking.engines.hf.models import ModelLoadError
+    from soft_thinking.errors import SoftGRPOError
+
+    for err, compat in ((ConfigError, ValueError), (EngineError, ValueError), (ModelLoadError, RuntimeError)):
+        assert issubclass(err, SoftGRPOError) and issubclass(err, compat)

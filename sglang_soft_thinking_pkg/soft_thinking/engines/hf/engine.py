@@ -33,10 +33,11 @@ from soft_thinking.core.phase import PhaseTracker
 from soft_thinking.core.sampling import SamplingTensors
 from soft_thinking.core.step import decode_step
 from soft_thinking.core.trace import SoftTrace
+from soft_thinking.errors import SoftGRPOError
 from soft_thinking.text import THINK_END, derive_seed
 
 
-class EngineError(ValueError):
+class EngineError(SoftGRPOError, ValueError):
     """Bad input to the engine; the message names the problem."""
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from soft_thinking.errors import SoftGRPOError
+
 CACHE_ENV = "SOFTGRPO_CACHE"
 DEFAULT_CACHE_ROOT = Path("~/.cache/softgrpo")
 SMOLLM2_NAME = "smollm2-135m"
@@ -52,7 +54,7 @@ _DTYPES: dict[str, torch.dtype] = {
 }
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(SoftGRPOError, RuntimeError):
     """A model or tokenizer could not be loaded; the message says which and how to fix it."""
 
 
