@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from soft_thinking.core.config import NOISE_SWITCHES, SoftThinkingConfig
 from soft_thinking.text import derive_seed
 
-NOISE_FLAGS = {"add_noise_gumbel_softmax": "gumbel", "add_noise_dirichlet": "dirichlet", "add_noise_gaussian": "gaussian"}
+NOISE_FLAGS = NOISE_SWITCHES  # the original's --add_noise_* switches (one table, in the core)
 
 
 class SettingsError(ValueError):
@@ -69,35 +70,18 @@ class SamplingSettings:
             raise SettingsError(f"unknown sampling setting(s) {sorted(unknown)}; allowed: {sorted(names)}")
         return cls(**values).validate()
 
-    def to_soft_thinking_config(self, think_end_token_ids: tuple[int, ...] = ()) -> Any:
-        """Build the engine's ``SoftThinkingConfig`` (validated).
+    def to_soft_thinking_config(self, think_end_token_ids: tuple[int, ...] = ()) -> SoftThinkingConfig:
+        """Build the engine's ``SoftThinkingConfig`` with ``SoftThinkingConfig.from_flags`` (validated).
 
         With no think-end ids (the string is not in the vocabulary) soft thinking stays on until
         EOS (``soft_until_eos=True``).
         """
-        from soft_thinking.core.config import SoftThinkingConfig
-
-        soft_until_eos = self.enable_soft_thinking and not think_end_token_ids
-        cfg = SoftThinkingConfig(
-            enable_soft_thinking=self.enable_soft_thinking,
-            max_topk=self.max_topk,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            min_p=self.min_p,
-            after_thinking_temperature=self.after_thinking_temperature,
-            after_thinking_top_p=self.after_thinking_top_p,
-            after_thinking_top_k=self.after_thinking_top_k,
-            after_thinking_min_p=self.after_thinking_min_p,
-            noise=self.noise,
-            gumbel_softmax_temperature=self.gumbel_softmax_temperature,
-            noise_factor=self.noise_factor,
-            think_end_token_ids=tuple(think_end_token_ids),
-            soft_until_eos=soft_until_eos,
-            early_stopping_entropy_threshold=self.early_stopping_entropy_threshold if think_end_token_ids else 0.0,
-            early_stopping_length_threshold=self.early_stopping_length_threshold,
-        )
-        return cfg.validate()
+        flags = {k: v for k, v in self.to_dict().items() if k not in ("max_generated_tokens", "seed")}
+        flags["think_end_token_ids"] = tuple(think_end_token_ids)
+        flags["soft_until_eos"] = self.enable_soft_thinking and not think_end_token_ids
+        if not think_end_token_ids:
+            flags["early_stopping_entropy_threshold"] = 0.0
+        return SoftThinkingConfig.from_flags(flags).validate()
 
 
 def problem_seed(seed: int, benchmark: str, problem_id: int) -> int:

@@ -11,6 +11,10 @@ Examples::
 ``tiny-qwen3``, ``tiny-llama`` (a tiny random model with a character tokenizer, for demos and
 tests). Prompts go through the tokenizer's chat template unless ``--no-chat-template``.
 
+Every sampling flag sets the :class:`~soft_thinking.core.config.SoftThinkingConfig` field of the
+same name (``--top-p`` or the original's ``--top_p``; ``--tau`` and ``--cold-stop-*`` are kept as
+aliases); its help text and default are the field's (``--help``).
+
 The think-end string (``--think-end``, default ``</think>``) is tokenized with the model's
 tokenizer; when it is not a single token of the vocabulary it is used as a multi-token sequence.
 ``--soft-until-eos`` drops the think-end instead: the sample stays soft until EOS.
@@ -41,6 +45,23 @@ from soft_thinking.text import THINK_END
 TINY_MODELS: dict[str, str] = {"tiny-qwen2": "qwen2", "tiny-qwen3": "qwen3", "tiny-llama": "llama"}
 
 
+#: Sampling flags of the CLI: ``(flag, type)``; each sets the :class:`SoftThinkingConfig` field of
+#: the same name (also spelled with underscores, the original's spelling), help and default
+#: come from the field's documentation. Aliases of the earlier CLI: :data:`FLAG_ALIASES`.
+CONFIG_FLAGS: tuple[tuple[str, type], ...] = (
+    ("noise", str), ("max_topk", int), ("gumbel_softmax_temperature", float), ("noise_factor", float),
+    ("temperature", float), ("top_p", float), ("top_k", int), ("min_p", float),
+    ("after_thinking_temperature", float), ("after_thinking_top_p", float), ("after_thinking_top_k", int),
+    ("after_thinking_min_p", float),
+    ("early_stopping_entropy_threshold", float), ("early_stopping_length_threshold", int),
+)
+FLAG_ALIASES: dict[str, str] = {
+    "gumbel_softmax_temperature": "--tau",
+    "early_stopping_entropy_threshold": "--cold-stop-threshold",
+    "early_stopping_length_threshold": "--cold-stop-length",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m soft_thinking.generate``."""
     p = argparse.ArgumentParser(
@@ -49,18 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="local folder, Hub id, smollm2-135m, or tiny-qwen2/-qwen3/-llama")
     p.add_argument("--prompt", action="append", required=True, help="user message (repeat for several prompts)")
-    p.add_argument("--mode", choices=("soft", "discrete"), default="soft")
-    p.add_argument("--noise", choices=NOISE_KINDS, default="gumbel", help="noise on the soft mixture")
-    p.add_argument("--max-topk", type=int, default=5, help="K, candidates per soft step")
-    p.add_argument("--tau", type=float, default=0.1, help="Gumbel-softmax temperature tau_g")
-    p.add_argument("--temperature", type=float, default=1.0, help="thinking temperature (0 = greedy)")
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--top-k", type=int, default=5, help="-1 = off")
-    p.add_argument("--min-p", type=float, default=0.0)
-    p.add_argument("--after-thinking-temperature", type=float, default=None, help="answer phase (default: same)")
-    p.add_argument("--after-thinking-top-p", type=float, default=None)
-    p.add_argument("--after-thinking-top-k", type=int, default=None)
-    p.add_argument("--after-thinking-min-p", type=float, default=None)
+    p.add_argument("--mode", choices=("soft", "discrete"), default="soft", help="enable_soft_thinking on/off")
+    for name, typ in CONFIG_FLAGS:
+        spellings = dict.fromkeys(["--" + name.replace("_", "-"), "--" + name, *FLAG_ALIASES.get(name, "").split()])
+        extra = {"choices": NOISE_KINDS} if name == "noise" else {}
+        p.add_argument(*spellings, dest=name, type=typ, default=None, help=SoftThinkingConfig.help(name), **extra)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--n", type=int, default=1, help="samples per prompt")
     p.add_argument("--batch-size", type=int, default=None, help="rows decoded together (default: all)")
@@ -68,9 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--think-end", default=THINK_END, help="think-end string (may tokenize to several tokens)")
-    p.add_argument("--soft-until-eos", action="store_true", help="no think-end: stay soft until EOS")
-    p.add_argument("--cold-stop-threshold", type=float, default=0.0, help="Cold Stop entropy threshold (0 = off)")
-    p.add_argument("--cold-stop-length", type=int, default=256, help="Cold Stop: consecutive low-entropy steps")
+    p.add_argument("--soft-until-eos", action="store_true", help=SoftThinkingConfig.help("soft_until_eos"))
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--no-chat-template", action="store_true", help="feed the prompts as they are")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -95,26 +107,11 @@ def load(name: str, device: str, dtype: str) -> tuple[Any, Any]:
 def build_config(args: argparse.Namespace, tokenizer: Any) -> SoftThinkingConfig:
     """The :class:`SoftThinkingConfig` of the parsed flags (think-end resolved with ``tokenizer``)."""
     soft = args.mode == "soft"
-    think_end: tuple[int, ...] = () if args.soft_until_eos else resolve_think_end(tokenizer, args.think_end)
-    cfg = SoftThinkingConfig(
-        enable_soft_thinking=soft,
-        max_topk=args.max_topk,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        min_p=args.min_p,
-        after_thinking_temperature=args.after_thinking_temperature,
-        after_thinking_top_p=args.after_thinking_top_p,
-        after_thinking_top_k=args.after_thinking_top_k,
-        after_thinking_min_p=args.after_thinking_min_p,
-        noise=args.noise,
-        gumbel_softmax_temperature=args.tau,
-        think_end_token_ids=think_end,
-        soft_until_eos=bool(args.soft_until_eos) and soft,
-        early_stopping_entropy_threshold=args.cold_stop_threshold,
-        early_stopping_length_threshold=args.cold_stop_length,
-    )
-    return cfg
+    flags = {name: getattr(args, name) for name, _ in CONFIG_FLAGS}
+    flags["enable_soft_thinking"] = soft
+    flags["think_end_token_ids"] = () if args.soft_until_eos else resolve_think_end(tokenizer, args.think_end)
+    flags["soft_until_eos"] = bool(args.soft_until_eos) and soft
+    return SoftThinkingConfig.from_flags(flags)
 
 
 def sample_record(s: Sample) -> dict[str, Any]:
@@ -177,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "type": "summary",
         "model": args.model,
         "mode": args.mode,
-        "noise": cfg.effective_noise if args.mode == "soft" else "none",
+        "noise": cfg.effective_noise,
         "think_end_token_ids": list(cfg.think_end_token_ids),
         "samples": len(samples),
         "generated_tokens": total,

@@ -1,5 +1,7 @@
 """Every invalid SoftThinkingConfig field produces an error that names it."""
 
+import json
+
 import pytest
 
 from soft_thinking.core.config import ConfigError, SoftThinkingConfig
@@ -84,9 +86,10 @@ def test_cold_stop_needs_a_think_end() -> None:
 
 def test_dict_round_trip_and_unknown_keys() -> None:
     cfg = SoftThinkingConfig(think_end_token_ids=(4, 5), after_thinking_top_k=1, gumbel_clamp=None)
-    assert SoftThinkingConfig.from_dict(cfg.to_dict()) == cfg
+    assert SoftThinkingConfig.from_flags(cfg.to_dict()) == cfg
+    assert SoftThinkingConfig.from_flags(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ConfigError, match="tau"):
-        SoftThinkingConfig.from_dict({"tau": 0.1})
+        SoftThinkingConfig.from_flags({"tau": 0.1})
     with pytest.raises(ConfigError, match="unknown"):
         cfg.replace(tau=3)
     assert cfg.answer_top_k == 1 and cfg.answer_top_p == cfg.top_p
@@ -100,3 +103,41 @@ def test_errors_share_the_softgrpo_base() -> None:
 
     for err, compat in ((ConfigError, ValueError), (EngineError, ValueError), (ModelLoadError, RuntimeError)):
         assert issubclass(err, SoftGRPOError) and issubclass(err, compat)
+
+
+def test_from_flags_aliases_switches_and_unset_values() -> None:
+    aliases = {"tau": "gumbel_softmax_temperature", "cold_stop_length": "early_stopping_length_threshold"}
+    cfg = SoftThinkingConfig.from_flags(
+        {"tau": 0.5, "cold_stop_length": 9, "max_topk": None, "after_thinking_top_p": None, "top_k": 30},
+        aliases=aliases,
+    )
+    assert (cfg.gumbel_softmax_temperature, cfg.early_stopping_length_threshold, cfg.top_k) == (0.5, 9, 30)
+    assert cfg.max_topk == SoftThinkingConfig.default("max_topk")  # None = not given
+    assert cfg.after_thinking_top_p is None
+    # None is a value for a field that may be None
+    assert SoftThinkingConfig.from_flags({"gumbel_clamp": None}).gumbel_clamp is None
+    # the original's --add_noise_* switches select the noise; all off = plain Soft Thinking
+    assert SoftThinkingConfig.from_flags({"add_noise_dirichlet": True}).noise == "dirichlet"
+    assert SoftThinkingConfig.from_flags({"add_noise_gumbel_softmax": False}).noise == "none"
+    assert SoftThinkingConfig.from_flags({}).noise == "gumbel"
+    with pytest.raises(ConfigError, match="at most one of"):
+        SoftThinkingConfig.from_flags({"add_noise_dirichlet": True, "add_noise_gaussian": True})
+    with pytest.raises(ConfigError, match="given twice"):
+        SoftThinkingConfig.from_flags({"add_noise_dirichlet": True, "noise": "gumbel"})
+    with pytest.raises(ConfigError, match="given twice"):
+        SoftThinkingConfig.from_flags({"tau": 0.5, "gumbel_softmax_temperature": 0.1}, aliases=aliases)
+    with pytest.raises(ConfigError, match=r"unknown soft-thinking flag\(s\) \['temprature'\].*allowed"):
+        SoftThinkingConfig.from_flags({"temprature": 1.0})
+    with pytest.raises(ConfigError, match="names no SoftThinkingConfig field"):
+        SoftThinkingConfig.from_flags({}, aliases={"t": "temp"})
+
+
+def test_every_field_is_documented_once() -> None:
+    from dataclasses import fields
+
+    from soft_thinking.core.config import field_docs
+
+    docs = field_docs()
+    assert set(docs) == {f.name for f in fields(SoftThinkingConfig)}
+    assert all(len(d) > 10 for d in docs.values())
+    assert SoftThinkingConfig.help("top_k").endswith("(default: 5)")

@@ -85,6 +85,21 @@ def test_bad_arguments_exit_with_a_message(capsys: pytest.CaptureFixture[str]) -
         main(["--model", "tiny-qwen2", "--prompt", "x", "--mode", "fuzzy"])
 
 
+def test_original_flag_spellings_set_the_config() -> None:
+    from soft_thinking.engines.hf.tiny import tiny_model_and_tokenizer
+    from soft_thinking.generate import build_config, build_parser
+
+    _, tok = tiny_model_and_tokenizer("qwen2")
+    args = build_parser().parse_args([
+        "--model", "m", "--prompt", "x", "--max_topk", "3", "--gumbel_softmax_temperature", "0.5",
+        "--noise_factor", "0.5", "--after_thinking_top_p", "0.8", "--cold-stop-length", "7",
+    ])
+    cfg = build_config(args, tok)
+    assert (cfg.max_topk, cfg.gumbel_softmax_temperature, cfg.noise_factor) == (3, 0.5, 0.5)
+    assert (cfg.after_thinking_top_p, cfg.early_stopping_length_threshold) == (0.8, 7)
+    assert cfg.top_p == 0.95 and cfg.think_end_token_ids == (5,)  # defaults come from the config
+
+
 def test_module_entry_point_runs_as_subprocess() -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(

@@ -1,24 +1,35 @@
-"""Soft-thinking sampling configuration (spec §1, §5, §6).
+"""Soft-thinking sampling configuration (spec §1, §5, §6): the one object every engine reads.
 
-One dataclass carries every knob of a soft-thinking rollout. The SGLang plug-in, the reference
-engine, the evaluation harness and the trainer all build it from their own flags, so the field
-names follow the original project's sampling flags (``max_topk``, ``after_thinking_top_p``,
-``gumbel_softmax_temperature``, ...).
+:class:`SoftThinkingConfig` carries every knob of a soft-thinking (or plain discrete) rollout,
+each documented once below with its default. Field names are the original project's sampling
+flags (``max_topk``, ``after_thinking_top_p``, ``gumbel_softmax_temperature``, ...).
 
-``validate()`` rejects every invalid value with a ``ValueError`` that names the field and the
-allowed range, before any work is done.
+Every CLI and config loader builds it with :meth:`SoftThinkingConfig.from_flags` from a flat
+mapping of flags (argparse namespace, YAML section, eval settings, SGLang ``custom_params``):
+field names, the original's ``--add_noise_*`` switches (:data:`NOISE_SWITCHES`) and any
+caller-supplied aliases. ``validate()`` rejects every invalid value with a :class:`ConfigError`
+naming the field and the allowed range, before any work is done.
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+import textwrap
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, fields, replace
+from functools import cache
 from typing import Any
 
 from soft_thinking.errors import SoftGRPOError
 
 NOISE_KINDS = ("none", "gumbel", "dirichlet", "gaussian")
 LOGPROB_MODES = ("paper", "exact")
+
+#: The original's boolean noise flags. When any of them is given, ``noise`` is the kind of the one
+#: that is on, or ``"none"`` (plain Soft Thinking) when all are off; two on is an error.
+NOISE_SWITCHES = {"add_noise_gumbel_softmax": "gumbel", "add_noise_dirichlet": "dirichlet", "add_noise_gaussian": "gaussian"}
 
 
 class ConfigError(SoftGRPOError, ValueError):
@@ -36,42 +47,70 @@ class SoftThinkingConfig:
     Thinking phase (before the think-end tokens): candidates are the ``max_topk`` largest
     entries of the filtered distribution; the step input is ``sum_i w_i E[c_i]``.
     Answer phase (the think-end step onwards): discrete sampling with the ``after_thinking_*``
-    settings (``None`` = same as the thinking setting).
+    settings.
     """
 
+    # -- mode -------------------------------------------------------------------------------
     enable_soft_thinking: bool = True
+    """Soft inputs while thinking; False = plain discrete decoding from the first token."""
     max_topk: int = 5
-    # thinking-phase filters (spec §1 steps 1-2)
+    """K, the candidates of a soft step: the K largest entries of the filtered distribution."""
+
+    # -- thinking-phase filters (spec §1 steps 1-2), applied in this order ---------------------
     temperature: float = 1.0
+    """T of ``softmax(z / T)``; 0 = greedy (argmax token, noise-free mixture ``w = p~``)."""
     top_p: float = 0.95
-    top_k: int = 5  # -1 = off
+    """Keep the smallest prefix of the sorted distribution whose mass reaches top_p; in (0, 1]."""
+    top_k: int = 5
+    """Keep the top_k most probable tokens; -1 = off."""
     min_p: float = 0.0
-    # answer-phase filters; None inherits the thinking value
+    """Drop tokens with ``p < min_p * max p``; 0 = off."""
+
+    # -- answer-phase filters (the think-end step onwards) -----------------------------------
     after_thinking_temperature: float | None = None
+    """Answer-phase temperature; None = ``temperature``."""
     after_thinking_top_p: float | None = None
+    """Answer-phase top-p; None = ``top_p``."""
     after_thinking_top_k: int | None = None
+    """Answer-phase top-k; None = ``top_k``."""
     after_thinking_min_p: float | None = None
-    # noise on the mixture (spec §1 step 4)
+    """Answer-phase min-p; None = ``min_p``."""
+
+    # -- noise on the mixture (spec §1 step 4) -----------------------------------------------
     noise: str = "gumbel"
+    """Noise kind: none (Soft Thinking), gumbel (SofT-GRPO), dirichlet or gaussian (ablations)."""
     gumbel_softmax_temperature: float = 0.1
+    """tau_g of the Gumbel-softmax weights ``w = softmax(q / tau_g)``."""
     noise_factor: float = 1.0
+    """Scale of the Gumbel noise, ``q = log(p~ + 1e-6) + noise_factor * g``; training needs 1."""
     gumbel_clamp: tuple[float, float] | None = (-1.5, 3.0)
+    """Clamp of the Gumbel draw g (the original's), also applied by the paper's estimator; None = off."""
     dirichlet_alpha: float = 1.0
+    """alpha of the Dirichlet noise ``x ~ Gamma(alpha * p~, 1)``."""
     gaussian_sigma: float = 0.05
+    """sigma of the Gaussian noise ``x ~ N(p~, sigma^2)``."""
     gaussian_clip: float = 0.15
-    # phase control
+    """The Gaussian draw is clipped to ``p~ +- gaussian_clip``."""
+
+    # -- phase control -----------------------------------------------------------------------
     think_end_token_ids: tuple[int, ...] = ()
+    """Token ids of the think-end string (one id for ``</think>`` models, several pieces elsewhere)."""
     soft_until_eos: bool = False
-    early_stopping_entropy_threshold: float = 0.0  # 0 = Cold Stop off
+    """No think-end: stay soft until the sample stops (models without a think-end token)."""
+    early_stopping_entropy_threshold: float = 0.0
+    """Cold Stop: entropy below which a thinking step counts as confident; 0 = off."""
     early_stopping_length_threshold: int = 256
-    # trainer-side estimator options (spec §3)
+    """Cold Stop: this many consecutive confident steps force the think-end tokens."""
+
+    # -- trainer-side estimator options (spec §3) --------------------------------------------
     logprob_mode: str = "paper"
+    """Soft-step log-likelihood: paper (clamped masked mean) or exact (unclamped sum over K)."""
     logp_floor: float = -3.0
+    """The paper's estimator averages over candidates with ``log(p' + 1e-6) > logp_floor``."""
     degenerate_as_discrete: bool = False
-    # compatibility with the original's bug: after </think> keep choosing by Gumbel-argmax with
-    # the thinking filters and ignore after_thinking_* (spec §1 "Phase switching").
+    """Score soft steps with one surviving candidate as discrete steps (token log-prob)."""
     compat_stale_phase_mask: bool = False
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Reproduce the original's bug: after think-end keep Gumbel-argmax with the thinking filters."""
 
     # -- derived values -------------------------------------------------------------------
     @property
@@ -92,8 +131,8 @@ class SoftThinkingConfig:
 
     @property
     def effective_noise(self) -> str:
-        """Greedy decoding (T=0) has no noise: ``w = p~`` (spec §1 "Greedy decoding")."""
-        return "none" if self.temperature == 0 else self.noise
+        """The noise a soft step draws: none when soft thinking is off or greedy (T=0, spec §1)."""
+        return "none" if self.temperature == 0 or not self.enable_soft_thinking else self.noise
 
     def replace(self, **changes: Any) -> SoftThinkingConfig:
         unknown = set(changes) - {f.name for f in fields(self)}
@@ -104,26 +143,66 @@ class SoftThinkingConfig:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able flags (lists for tuples); ``from_flags(cfg.to_dict()) == cfg``."""
         d = asdict(self)
-        d.pop("extra")
         d["think_end_token_ids"] = list(self.think_end_token_ids)
         d["gumbel_clamp"] = None if self.gumbel_clamp is None else list(self.gumbel_clamp)
         return d
 
+    # -- construction from flags -----------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SoftThinkingConfig:
-        names = {f.name for f in fields(cls)} - {"extra"}
-        unknown = set(d) - names
+    def from_flags(cls, flags: Mapping[str, Any], aliases: Mapping[str, str] | None = None) -> SoftThinkingConfig:
+        """The config of a flat mapping of flags; fields not given keep their defaults.
+
+        - keys are field names, keys of ``aliases`` (renamed to the field they name) or the
+          original's noise switches (:data:`NOISE_SWITCHES`); anything else is a
+          :class:`ConfigError` that lists the accepted keys, as is a field given twice;
+        - ``None`` means "not given" for a field that cannot be None (argparse's default);
+        - lists become tuples (YAML / JSON).
+
+        The result is not validated: call :meth:`validate` (with the vocabulary size when known).
+        """
+        aliases = dict(aliases or {})
+        names = {f.name: f for f in fields(cls)}
+        for alias, target in aliases.items():
+            if target not in names:
+                raise ConfigError(f"alias {alias!r} names no SoftThinkingConfig field ({target!r})")
+        unknown = sorted(set(flags) - set(names) - set(aliases) - set(NOISE_SWITCHES))
         if unknown:
-            raise ConfigError(f"unknown soft_thinking key(s) {sorted(unknown)}; allowed: {sorted(names)}")
-        d = dict(d)
-        if d.get("think_end_token_ids") is not None:
-            d["think_end_token_ids"] = tuple(int(i) for i in d["think_end_token_ids"])
-        else:
-            d.pop("think_end_token_ids", None)
-        if d.get("gumbel_clamp") is not None:
-            d["gumbel_clamp"] = tuple(float(x) for x in d["gumbel_clamp"])
-        return cls(**d)
+            allowed = sorted({*names, *aliases, *NOISE_SWITCHES})
+            raise ConfigError(f"unknown soft-thinking flag(s) {unknown}; allowed: {allowed}")
+        values: dict[str, Any] = {}
+        switches = {k: v for k, v in flags.items() if k in NOISE_SWITCHES}
+        if switches:
+            on = [NOISE_SWITCHES[k] for k, v in switches.items() if v]
+            if len(on) > 1:
+                raise ConfigError(f"at most one of {list(NOISE_SWITCHES)} may be set, got {on}")
+            values["noise"] = on[0] if on else "none"
+        for key, value in flags.items():
+            if key in NOISE_SWITCHES:
+                continue
+            name = aliases.get(key, key)
+            if value is None and "None" not in str(names[name].type):
+                continue
+            if name in values and values[name] != value:
+                raise ConfigError(f"soft-thinking flag {name!r} is given twice ({values[name]!r} and {key}={value!r})")
+            values[name] = tuple(value) if isinstance(value, list) else value
+        if values.get("think_end_token_ids") is not None:
+            values["think_end_token_ids"] = tuple(int(i) for i in values["think_end_token_ids"])
+        if values.get("gumbel_clamp") is not None:
+            values["gumbel_clamp"] = tuple(float(x) for x in values["gumbel_clamp"])
+        return cls(**values)
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default value of field ``name``."""
+        f = {f.name: f for f in fields(cls)}[name]
+        return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The one-line documentation of field ``name`` and its default (for CLI help texts)."""
+        return f"{field_docs()[name]} (default: {cls.default(name)!r})"
 
     # -- validation -----------------------------------------------------------------------
     def validate(self, *, vocab_size: int | None = None, for_training: bool = False) -> SoftThinkingConfig:
@@ -142,8 +221,6 @@ class SoftThinkingConfig:
             tp = getattr(self, prefix + "top_p")
             tk = getattr(self, prefix + "top_k")
             mp = getattr(self, prefix + "min_p")
-            if prefix and t is None and tp is None and tk is None and mp is None:
-                continue
             if t is not None and (not _finite(t) or t < 0):
                 _fail(prefix + "temperature", t, "a finite number >= 0 (0 = greedy)")
             if tp is not None and (not _finite(tp) or not 0 < tp <= 1):
@@ -154,20 +231,13 @@ class SoftThinkingConfig:
                 _fail(prefix + "min_p", mp, "a number in [0, 1)")
         if self.noise not in NOISE_KINDS:
             _fail("noise", self.noise, f"one of {NOISE_KINDS}")
-        if not _finite(self.gumbel_softmax_temperature) or self.gumbel_softmax_temperature <= 0:
-            _fail("gumbel_softmax_temperature", self.gumbel_softmax_temperature, "a number > 0")
-        if not _finite(self.noise_factor) or self.noise_factor <= 0:
-            _fail("noise_factor", self.noise_factor, "a number > 0")
+        for name in ("gumbel_softmax_temperature", "noise_factor", "dirichlet_alpha", "gaussian_sigma", "gaussian_clip"):
+            if not _finite(getattr(self, name)) or getattr(self, name) <= 0:
+                _fail(name, getattr(self, name), "a number > 0")
         if self.gumbel_clamp is not None:
             lo_hi = tuple(self.gumbel_clamp)
             if len(lo_hi) != 2 or not all(_finite(x) for x in lo_hi) or lo_hi[0] >= lo_hi[1]:
                 _fail("gumbel_clamp", self.gumbel_clamp, "None or (low, high) with low < high")
-        if not _finite(self.dirichlet_alpha) or self.dirichlet_alpha <= 0:
-            _fail("dirichlet_alpha", self.dirichlet_alpha, "a number > 0")
-        if not _finite(self.gaussian_sigma) or self.gaussian_sigma <= 0:
-            _fail("gaussian_sigma", self.gaussian_sigma, "a number > 0")
-        if not _finite(self.gaussian_clip) or self.gaussian_clip <= 0:
-            _fail("gaussian_clip", self.gaussian_clip, "a number > 0")
         if any((not isinstance(i, int)) or i < 0 for i in self.think_end_token_ids):
             _fail("think_end_token_ids", self.think_end_token_ids, "a tuple of token ids >= 0")
         if vocab_size is not None and any(i >= vocab_size for i in self.think_end_token_ids):
@@ -210,3 +280,15 @@ class SoftThinkingConfig:
 
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@cache
+def field_docs() -> dict[str, str]:
+    """``{field: its docstring}``, read from the class source (the docstring under each field)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(SoftThinkingConfig)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[attr-defined]
+    return docs
