@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from soft_thinking.core.noise import NoiseParams, draw_gumbel
+from soft_thinking.core.noise import GeneratorSource, NoiseParams, draw_noise
 from soft_thinking.core.trace import SoftTrace
 from soft_thinking.engines.hf.replay import replay_logprobs
 from soft_thinking.engines.hf.tiny import tiny_model, tiny_model_and_tokenizer
@@ -74,7 +74,8 @@ def synthetic_traces(b: int, t: int, k: int, v: int, soft: bool, seed: int) -> l
             ids = torch.randint(0, v, (t, k), generator=g)
             ids[:, 0] = tokens
             p = torch.softmax(torch.randn(t, k, generator=g) * 2, -1)
-            q = draw_gumbel(p, [torch.Generator().manual_seed(seed * 7919 + i * 31 + j) for j in range(t)], NoiseParams())
+            gens = GeneratorSource([torch.Generator().manual_seed(seed * 7919 + i * 31 + j) for j in range(t)])
+            q = draw_noise("gumbel", p, gens, NoiseParams())
             q, order = q.sort(-1, descending=True)
             ids = ids.gather(-1, order)
             tokens = ids[:, 0].clone()

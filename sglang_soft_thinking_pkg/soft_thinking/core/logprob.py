@@ -29,14 +29,22 @@ Memory: one ``[N, V]`` float32 log-softmax; everything else is ``[N, K]``.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from soft_thinking.core.noise import LOG_EPS
+from soft_thinking.core.density import (  # noqa: F401 - the densities are re-exported here
+    LOG_EPS,
+    dirichlet_step_logprob,
+    gaussian_step_logprob,
+    gumbel_log_density,
+    gumbel_step_logprob,
+    gumbel_step_logprob_exact,
+    none_step_logprob,
+    renormalized_log_probs,
+)
+from soft_thinking.core.noise import get_noise
 from soft_thinking.core.sampling import log_softmax_at_temperature
 
 
@@ -65,79 +73,11 @@ class LogProbOptions:
         )
 
 
-def renormalized_log_probs(cand_logp: Tensor) -> Tensor:
-    """``log p'_i = lp_i - logsumexp_j lp_j`` over the K candidate ids."""
-    return cand_logp - torch.logsumexp(cand_logp, dim=-1, keepdim=True)
-
-
-def gumbel_log_density(g: Tensor) -> Tensor:
-    """``phi(g) = -g - exp(-g)``, the log-density of Gumbel(0, 1)."""
-    return -g - torch.exp(-g)
-
-
-def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    m = mask.to(values.dtype)
-    return (values * m).sum(-1) / m.sum(-1).clamp_min(1.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# soft-step densities on candidate log-probs  (cand_logp [N, K], q [N, K]) -> [N]
-# ---------------------------------------------------------------------------------------------
-def gumbel_step_logprob(cand_logp: Tensor, q: Tensor, opts: LogProbOptions) -> Tensor:
-    """Paper estimator: masked mean of ``phi(clamp(q - log(p' + 1e-6)))`` over ``l' > floor``."""
-    ell = torch.log(renormalized_log_probs(cand_logp).exp() + LOG_EPS)
-    g = q.to(ell.dtype) - ell
-    if opts.gumbel_clamp is not None:
-        g = g.clamp(opts.gumbel_clamp[0], opts.gumbel_clamp[1])
-    return _masked_mean(gumbel_log_density(g), ell > opts.logp_floor)
-
-
-def gumbel_step_logprob_exact(cand_logp: Tensor, q: Tensor, opts: LogProbOptions) -> Tensor:
-    """Exact variant: ``sum_i phi(q_i - log(p'_i + 1e-6))`` over all K, no clamp, no mask."""
-    ell = torch.log(renormalized_log_probs(cand_logp).exp() + LOG_EPS)
-    return gumbel_log_density(q.to(ell.dtype) - ell).sum(-1)
-
-
-def dirichlet_step_logprob(cand_logp: Tensor, x: Tensor, opts: LogProbOptions) -> Tensor:
-    """Mean over ``p' > 0.05`` of ``clamp((a-1) log x - x - lgamma(a), -5, 3)``, ``a = alpha p'``."""
-    p = renormalized_log_probs(cand_logp).exp()
-    a = (opts.dirichlet_alpha * p).clamp_min(1e-8)
-    xs = x.to(p.dtype).clamp_min(torch.finfo(torch.float32).tiny)
-    lp = ((a - 1) * torch.log(xs) - xs - torch.lgamma(a)).clamp(*opts.dirichlet_clamp)
-    return _masked_mean(lp, p > opts.p_floor)
-
-
-def gaussian_step_logprob(cand_logp: Tensor, x: Tensor, opts: LogProbOptions) -> Tensor:
-    """Mean over ``p' > 0.05`` of ``-(x - p')^2 / (2 sigma^2) - log sigma - log(2 pi) / 2``."""
-    p = renormalized_log_probs(cand_logp).exp()
-    s = opts.gaussian_sigma
-    lp = -((x.to(p.dtype) - p) ** 2) / (2 * s * s) - math.log(s) - 0.5 * math.log(2 * math.pi)
-    return _masked_mean(lp, p > opts.p_floor)
-
-
-def none_step_logprob(cand_logp: Tensor, q: Tensor, opts: LogProbOptions) -> Tensor:
-    """A deterministic mixture chooses nothing: log-prob 0 (no gradient)."""
-    return torch.zeros(cand_logp.shape[:-1], dtype=cand_logp.dtype, device=cand_logp.device)
-
-
-SoftDensity = Callable[[Tensor, Tensor, LogProbOptions], Tensor]
-SOFT_DENSITY_REGISTRY: dict[tuple[str, str], SoftDensity] = {
-    ("gumbel", "paper"): gumbel_step_logprob,
-    ("gumbel", "exact"): gumbel_step_logprob_exact,
-    ("dirichlet", "paper"): dirichlet_step_logprob,
-    ("dirichlet", "exact"): dirichlet_step_logprob,
-    ("gaussian", "paper"): gaussian_step_logprob,
-    ("gaussian", "exact"): gaussian_step_logprob,
-    ("none", "paper"): none_step_logprob,
-    ("none", "exact"): none_step_logprob,
-}
-
-
-def soft_step_logprob(cand_logp: Tensor, q: Tensor, noise: str, opts: LogProbOptions) -> Tensor:
-    key = (noise, opts.mode)
-    if key not in SOFT_DENSITY_REGISTRY:
-        raise ValueError(f"no soft-step density for noise={noise!r}, mode={opts.mode!r}; allowed: {sorted(SOFT_DENSITY_REGISTRY)}")
-    return SOFT_DENSITY_REGISTRY[key](cand_logp, q, opts)
+def soft_step_logprob(
+    cand_logp: Tensor, q: Tensor, noise: str, opts: LogProbOptions, valid: Tensor | None = None
+) -> Tensor:
+    """The noise kind's log-density (the registry in :mod:`soft_thinking.core.noise`) for ``opts.mode``."""
+    return get_noise(noise).density(opts.mode)(cand_logp, q, opts, valid)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,14 @@ import torch
 from torch import Tensor
 
 from soft_thinking.core.logprob import LogProbOptions, step_logprobs
-from soft_thinking.core.noise import NoiseParams, get_noise, row_uniform
+from soft_thinking.core.noise import (
+    NoiseParams,
+    UniformSource,
+    as_source,
+    draw_noise,
+    get_noise,
+    sample_uniforms,
+)
 from soft_thinking.core.phase import PhaseTracker
 from soft_thinking.core.sampling import (
     SamplingTensors,
@@ -110,7 +117,7 @@ def _discrete_result(logp: Tensor, tokens: Tensor, max_topk: int, entropy: Tenso
 def soft_step(
     logits: Tensor,
     settings: SamplingTensors,
-    generators: Sequence[torch.Generator],
+    generators: Sequence[torch.Generator] | UniformSource,
     noise: str,
     params: NoiseParams,
     max_topk: int,
@@ -132,7 +139,7 @@ def soft_step(
     greedy = settings.greedy
     # greedy rows of a noisy batch take the noise-free mixture w = p~ (and score 0, like "none")
     mixed_greedy = greedy.unsqueeze(-1) if noise != "none" and bool(greedy.any()) else None
-    q = get_noise(noise).draw(p_tilde, generators, params)
+    q = draw_noise(noise, p_tilde, as_source(generators), params)
     if mixed_greedy is not None:
         q = torch.where(mixed_greedy, p_tilde.to(q.dtype), q)
     order = q.argsort(dim=-1, descending=True, stable=True)
@@ -151,7 +158,7 @@ def soft_step(
 def discrete_step(
     logits: Tensor,
     settings: SamplingTensors,
-    generators: Sequence[torch.Generator],
+    generators: Sequence[torch.Generator] | UniformSource,
     max_topk: int = 1,
     logp: Tensor | None = None,
     entropy: Tensor | None = None,
@@ -161,7 +168,7 @@ def discrete_step(
         logp = scaled_log_probs(logits, settings.temperature)
     if entropy is None:
         entropy = entropy_from_log_probs(logp)
-    u = row_uniform(generators, 1, logp.device).squeeze(-1)
+    u = sample_uniforms(as_source(generators))
     sorted_ids, sorted_p = filtered_sorted(logp.exp(), settings)
     sampled = sample_from_sorted(sorted_ids, sorted_p, u)
     tokens = torch.where(settings.greedy, logp.argmax(-1), sampled)
@@ -178,7 +185,7 @@ def decode_step(
     phase: PhaseTracker,
     think: SamplingTensors,
     answer: SamplingTensors,
-    generators: Sequence[torch.Generator],
+    generators: Sequence[torch.Generator] | UniformSource,
     noise: str,
     params: NoiseParams,
     max_topk: int,
@@ -205,7 +212,7 @@ def decode_step(
 
     n_think, n_forced = int(use_think.sum()), int(is_forced.sum())
     if n_forced == 0 and n_think in (0, b):  # one phase for the whole batch: no gather/scatter
-        gens = list(generators)
+        gens = as_source(generators)
         if n_think == b:
             result = soft_step(logits, think, gens, noise, params, max_topk, opts, logp, entropy)
         else:
@@ -214,13 +221,13 @@ def decode_step(
         result = StepResult.empty(b, max_topk, device, logp.dtype)
         soft_rows = (use_think & ~is_forced).nonzero().squeeze(-1)
         if soft_rows.numel():
-            gens = [generators[i] for i in soft_rows.tolist()]
+            gens = as_source(generators).rows(soft_rows)
             part = soft_step(logits[soft_rows], think[soft_rows], gens, noise, params, max_topk, opts,
                              logp[soft_rows], entropy[soft_rows])
             result.scatter_(soft_rows, part)
         answer_rows = (~use_think & ~is_forced).nonzero().squeeze(-1)
         if answer_rows.numel():
-            gens = [generators[i] for i in answer_rows.tolist()]
+            gens = as_source(generators).rows(answer_rows)
             part = discrete_step(logits[answer_rows], answer[answer_rows], gens, max_topk, logp[answer_rows],
                                  entropy[answer_rows])
             result.scatter_(answer_rows, part)
