@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from eval.grading import GradeResult, grade_answer, warm_up
+from eval.grading import GradeResult, grade_answer, missing_think_end, warm_up
 
 GradeFn = Callable[[str, Any, str], GradeResult]
 Task = tuple[str, Any, str]
@@ -129,12 +129,19 @@ class Grader:
         self._closed = False
 
     # -- public --------------------------------------------------------------------------
-    def grade(self, tasks: Sequence[Task]) -> list[GradeResult]:
-        """Grade all tasks; results come back in input order."""
+    def grade(self, tasks: Sequence[Task], *, require_think_end: bool = False) -> list[GradeResult]:
+        """Grade all tasks; results come back in input order.
+
+        ``require_think_end``: a completion without ``</think>`` gets ``status="no_think_end"``
+        (score 0) without reaching a worker (:func:`eval.grading.missing_think_end`).
+        """
         if self._closed:
             raise RuntimeError("Grader is closed")
         results: list[GradeResult | None] = [None] * len(tasks)
-        pending = list(range(len(tasks)))[::-1]  # pop() from the end = input order
+        if require_think_end:
+            for i, (completion, _, _) in enumerate(tasks):
+                results[i] = missing_think_end(completion)
+        pending = [i for i in range(len(tasks)) if results[i] is None][::-1]  # pop() from the end = input order
         busy: dict[Connection, _Worker] = {}
         while pending or busy:
             for w in self._workers:
@@ -173,8 +180,9 @@ class Grader:
         self.counts.update(r.status for r in out)
         return out
 
-    def grade_one(self, completion: str, gold: Any, benchmark_or_gold_format: str) -> GradeResult:
-        return self.grade([(completion, gold, benchmark_or_gold_format)])[0]
+    def grade_one(self, completion: str, gold: Any, benchmark_or_gold_format: str, *,
+                  require_think_end: bool = False) -> GradeResult:
+        return self.grade([(completion, gold, benchmark_or_gold_format)], require_think_end=require_think_end)[0]
 
     def close(self) -> None:
         if self._closed:

@@ -3,8 +3,12 @@
 Rules, in order:
 
 1. **Answer region.** Only the text after the first think-end string ``</think>`` is graded (the
-   engine switches to the answer phase at the first think-end). Without a think-end the whole
-   completion is the answer region. An answer that appears only inside the thinking grades wrong.
+   engine switches to the answer phase at the first think-end). An answer that appears only
+   inside the thinking grades wrong. Without a think-end (thinking cut at the token budget, or a
+   model that never thinks) it depends on ``require_think_end``: ``True`` scores 0 with status
+   ``no_think_end`` (the trainer's reward default: a ``\\boxed{}`` inside unfinished thinking must
+   not earn reward); ``False`` grades the whole completion (the evaluation's default, see
+   :mod:`eval.cli`).
 2. **Markdown bold** ``**73**`` is unwrapped to ``73`` (math-verify would otherwise read ``**`` as
    a power operator and extract ``73**``).
 3. **Boxed answers first.** When the region contains ``\\boxed{...}`` (or ``\\fbox{...}``) the
@@ -35,7 +39,7 @@ from soft_thinking.text import THINK_END
 # Our Grader enforces the timeout; math-verify's "timeout is disabled" warning is expected.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
-STATUSES = ("ok", "no_answer", "parse_error", "timeout")
+STATUSES = ("ok", "no_answer", "parse_error", "timeout", "no_think_end")
 GOLD_FORMATS = ("expr", "latex", "latex_dollar", "choice")
 BENCHMARK_GOLD_FORMAT: dict[str, str] = {
     "aime2024": "expr",
@@ -47,7 +51,7 @@ BENCHMARK_GOLD_FORMAT: dict[str, str] = {
     "gpqa_diamond": "choice",
 }
 
-Status = Literal["ok", "no_answer", "parse_error", "timeout"]
+Status = Literal["ok", "no_answer", "parse_error", "timeout", "no_think_end"]
 
 _BOLD = re.compile(r"\*\*([^*\n]+?)\*\*")
 _BOX_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -98,6 +102,13 @@ def answer_region(completion: str, think_end: str = THINK_END) -> str:
     """Text after the first ``think_end``; the whole text when there is none."""
     head, sep, tail = completion.partition(think_end)
     return tail if sep else completion
+
+
+def missing_think_end(completion: str, think_end: str = THINK_END) -> GradeResult | None:
+    """The ``no_think_end`` result when ``completion`` has no ``think_end``, else None (grade it)."""
+    if think_end in completion:
+        return None
+    return GradeResult(False, None, "no_think_end", f"no {think_end!r} in the completion (thinking cut off?)")
 
 
 def last_boxed(text: str) -> str | None:
@@ -159,13 +170,16 @@ def normalize_gold(gold: Any) -> str:
     return text
 
 
-def grade_answer(completion: str, gold: Any, benchmark_or_gold_format: str) -> GradeResult:
+def grade_answer(completion: str, gold: Any, benchmark_or_gold_format: str, *,
+                 require_think_end: bool = False) -> GradeResult:
     """Grade ``completion`` against ``gold``; see the module docstring for the rules.
 
     No timeout is applied here: call it through :class:`eval.grader.Grader` for untrusted text.
     """
     if not isinstance(completion, str):
         raise TypeError(f"completion must be a str, got {type(completion).__name__}")
+    if require_think_end and (missing := missing_think_end(completion)) is not None:
+        return missing
     fmt = gold_format_for(benchmark_or_gold_format)
     gold_text = normalize_gold(gold)
     region = _BOLD.sub(r"\1", answer_region(completion))

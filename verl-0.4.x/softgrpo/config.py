@@ -109,6 +109,9 @@ class RewardConfig:
     name: str = "compute_score"
     timeout_s: float = 10.0
     workers: int = 2
+    # default reward only: a completion with no </think> scores 0 (thinking cut at the token budget),
+    # for models that have a think-end; false grades the whole completion
+    require_think_end: bool = True
 
 
 @dataclass
@@ -162,7 +165,7 @@ class TrainConfig:
         if think_end_token_ids and not st.get("soft_until_eos", False):
             st.setdefault("think_end_token_ids", tuple(think_end_token_ids))
         try:
-            cfg = SoftThinkingConfig.from_flags(st)
+            cfg = SoftThinkingConfig.from_dict(st)
         except TypeError as err:
             raise ConfigError(f"soft_thinking: {err}") from err
         return cfg.validate(for_training=True)

@@ -1,29 +1,114 @@
-"""Reward functions: math-verify grading by default, any function by dotted path (verl style).
+"""The one reward of the toolkit: the trainer, the evaluation and the verl plug-in all grade here.
 
-A reward function has verl's ``custom_reward_function`` signature::
+verl's ``custom_reward_function`` signature (``verl/trainer/ppo/reward.py`` ``get_custom_reward_fn``;
+``verl/workers/reward_manager/naive.py`` calls it with keywords)::
 
-    fn(data_source: str, solution_str: str, ground_truth, extra_info: dict | None = None) -> float
+    compute_score(data_source, solution_str, ground_truth, extra_info=None, **reward_kwargs) -> float
 
-The default (``custom_reward_function.path: null``) grades the answer after the think-end (last
-``\\boxed{}``) with math-verify in :class:`eval.grader.Grader`'s process pool, the same grading as
-the evaluation harness: a timeout or a parse failure scores 0 and is *counted* (the trainer logs
-``reward/timeouts`` and ``reward/parse_errors`` every step).
+1.0 when the answer after ``</think>`` (last ``\\boxed{}``) equals ``ground_truth``, else 0.0
+(spec §4). Built on the evaluation's engine-free leaves, so there is one grading rule:
+
+- :func:`eval.grading.grade_answer` extracts and compares with math-verify;
+- :class:`eval.grader.Grader` runs it in worker processes with a per-answer timeout. math-verify's
+  own signal-based timeouts only work on the main thread and are off; verl calls the reward from
+  executor threads, so :func:`compute_score` works from any thread;
+- the gold format comes from the data source (:func:`gold_format`): plain expressions for
+  ``arithmetic``/AIME/GSM8K, LaTeX for MATH/AMC/DeepScaleR (``3\\sqrt{7}``, ``\\pi``, ``(1,2)``);
+- ``require_think_end`` (default True): a completion with no ``</think>`` (thinking cut at the
+  token budget) scores 0 with status ``no_think_end``, so a ``\\boxed{}`` inside unfinished
+  thinking earns nothing. Pass ``False`` for a model that has no think-end.
+
+Every outcome is counted (``ok``, ``no_answer``, ``parse_error``, ``timeout``, ``no_think_end``):
+:data:`STATUS_COUNTS` for :func:`compute_score`, :attr:`RewardScorer.counts` for the batched
+scorer the trainer uses; the trainer logs them as ``reward/<status>_count``.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import importlib.util
+import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eval.grader import Grader
+from eval.grading import BENCHMARK_GOLD_FORMAT, GOLD_FORMATS, GradeResult
 from soft_thinking.core.config import ConfigError
 
 RewardFn = Callable[..., float]
 
+# data_source (verl's name, lower case) -> gold format; matched exactly, then by substring in order.
+DATA_SOURCE_GOLD_FORMAT: dict[str, str] = {
+    **BENCHMARK_GOLD_FORMAT,
+    "arithmetic": "expr", "aime": "expr", "gsm8k": "expr",
+    "deepscaler": "latex", "math": "latex", "amc": "latex",
+    "olympiad": "latex_dollar", "gpqa": "choice",
+}
+DEFAULT_GOLD_FORMAT = "latex"  # "$204$" parses as well as "204"; "3\\sqrt{7}" only parses as LaTeX
 
+
+def gold_format(data_source: str | None, extra_info: dict[str, Any] | None = None) -> str:
+    """The gold format of a data source: ``extra_info["gold_format"]`` if given, else by name."""
+    if extra_info and extra_info.get("gold_format"):
+        fmt = str(extra_info["gold_format"])
+        if fmt not in GOLD_FORMATS:
+            raise ConfigError(f"extra_info['gold_format']={fmt!r} is invalid: allowed {list(GOLD_FORMATS)}")
+        return fmt
+    key = (data_source or "").lower()
+    if key in DATA_SOURCE_GOLD_FORMAT:
+        return DATA_SOURCE_GOLD_FORMAT[key]
+    for name, fmt in DATA_SOURCE_GOLD_FORMAT.items():
+        if name in key:
+            return fmt
+    return DEFAULT_GOLD_FORMAT
+
+
+def grade_completions(grader: Grader, data_source: str | Sequence[str] | None, texts: Sequence[str],
+                      golds: Sequence[Any], extra_infos: Sequence[dict[str, Any] | None] | None = None, *,
+                      require_think_end: bool = True) -> list[GradeResult]:
+    """Grade a batch in ``grader``'s pool: the one code path behind every reward.
+
+    ``data_source``: one name for the batch or one per completion (a mixed validation set).
+    """
+    if len(texts) != len(golds):
+        raise ValueError(f"{len(texts)} completions but {len(golds)} gold answers")
+    infos = list(extra_infos) if extra_infos is not None else [None] * len(texts)
+    sources = [data_source] * len(texts) if data_source is None or isinstance(data_source, str) else list(data_source)
+    tasks = [(t, g, gold_format(src, info)) for t, g, src, info in zip(texts, golds, sources, infos, strict=True)]
+    return grader.grade(tasks, require_think_end=require_think_end)
+
+
+# -- verl's custom reward function (any thread) ---------------------------------------------------
+_lock = threading.Lock()
+_grader: Grader | None = None
+STATUS_COUNTS: Counter[str] = Counter()
+
+
+def _shared_grader() -> Grader:
+    """One process pool per process; size and timeout from ``SOFTGRPO_GRADE_WORKERS``/``_TIMEOUT``."""
+    global _grader
+    if _grader is None:
+        _grader = Grader(workers=int(os.environ.get("SOFTGRPO_GRADE_WORKERS", "2")),
+                         timeout_s=float(os.environ.get("SOFTGRPO_GRADE_TIMEOUT", "10")))
+        atexit.register(_grader.close)
+    return _grader
+
+
+def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict[str, Any] | None = None,
+                  require_think_end: bool = True) -> float:
+    """1.0 if ``solution_str`` answers ``ground_truth`` correctly, else 0.0 (verl's signature)."""
+    with _lock:  # the pool is not re-entrant; verl calls from several executor threads
+        res = grade_completions(_shared_grader(), data_source, [solution_str], [ground_truth], [extra_info],
+                                require_think_end=require_think_end)[0]
+        STATUS_COUNTS[res.status] += 1
+    return 1.0 if res.correct else 0.0
+
+
+# -- the trainer's batched scorer -------------------------------------------------------------------
 def load_reward_function(path: str, name: str = "compute_score") -> RewardFn:
     """Import ``pkg.module:fn`` / ``pkg.module.fn`` / a ``.py`` file path + ``name``; clear errors."""
     if path.endswith(".py"):
@@ -52,25 +137,28 @@ def load_reward_function(path: str, name: str = "compute_score") -> RewardFn:
 
 @dataclass
 class RewardScorer:
-    """Scores a batch of completions; keeps counts of grading outcomes."""
+    """Scores a batch of completions with :func:`grade_completions` (or a custom function, called
+    per sample with verl's signature); keeps counts of grading outcomes."""
 
-    fn: RewardFn | None = None  # None: the math-verify grader
+    fn: RewardFn | None = None  # None: the math-verify reward of this module
     timeout_s: float = 10.0
     workers: int = 2
-    gold_format: str = "expr"
+    require_think_end: bool = True
     counts: Counter = field(default_factory=Counter)
-    _grader: Any = None
+    _grader: Grader | None = None
 
-    def __call__(self, data_source: str, texts: Sequence[str], answers: Sequence[Any]) -> list[float]:
+    def __call__(self, data_source: str | Sequence[str], texts: Sequence[str], answers: Sequence[Any],
+                 extra_infos: Sequence[dict[str, Any] | None] | None = None) -> list[float]:
         if self.fn is not None:
-            scores = [float(self.fn(data_source, t, a, None)) for t, a in zip(texts, answers)]
+            infos = list(extra_infos) if extra_infos is not None else [None] * len(texts)
+            sources = [data_source] * len(texts) if isinstance(data_source, str) else list(data_source)
+            scores = [float(self.fn(src, t, a, i)) for src, t, a, i in zip(sources, texts, answers, infos, strict=True)]
             self.counts["custom"] += len(scores)
             return scores
         if self._grader is None:
-            from eval.grader import Grader
-
             self._grader = Grader(workers=self.workers, timeout_s=self.timeout_s)
-        results = self._grader.grade([(t, a, self.gold_format) for t, a in zip(texts, answers)])
+        results = grade_completions(self._grader, data_source, texts, answers, extra_infos,
+                                    require_think_end=self.require_think_end)
         self.counts.update(r.status for r in results)
         return [1.0 if r.correct else 0.0 for r in results]
 
@@ -79,7 +167,14 @@ class RewardScorer:
             self._grader.close()
             self._grader = None
 
+    def __enter__(self) -> RewardScorer:
+        return self
 
-def make_scorer(path: str | None, name: str, timeout_s: float, workers: int, gold_format: str = "expr") -> RewardScorer:
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_scorer(path: str | None, name: str, timeout_s: float, workers: int,
+                require_think_end: bool = True) -> RewardScorer:
     fn = load_reward_function(path, name) if path else None
-    return RewardScorer(fn=fn, timeout_s=timeout_s, workers=workers, gold_format=gold_format)
+    return RewardScorer(fn=fn, timeout_s=timeout_s, workers=workers, require_think_end=require_think_end)

@@ -28,6 +28,7 @@ class Example:
     uid: str
     prompt: str  # user text (the chat template is applied by the trainer)
     answer: str
+    data_source: str | None = None  # the row's own (verl parquet); None: data.data_source
 
 
 def _from_rows(rows: list[dict[str, Any]], prompt_key: str, answer_key: str, source: str) -> list[Example]:
@@ -44,7 +45,9 @@ def _from_rows(rows: list[dict[str, Any]], prompt_key: str, answer_key: str, sou
             raise DatasetError(f"{source}: row {i} has no prompt field {prompt_key!r}")
         if answer is None:
             raise DatasetError(f"{source}: row {i} has no answer field {answer_key!r}")
-        out.append(Example(uid=str(row.get("id", f"{source}:{i}")), prompt=str(prompt), answer=str(answer)))
+        ds = row.get("data_source")
+        out.append(Example(uid=str(row.get("id", f"{source}:{i}")), prompt=str(prompt), answer=str(answer),
+                           data_source=str(ds) if ds else None))
     if not out:
         raise DatasetError(f"{source}: no rows")
     return out

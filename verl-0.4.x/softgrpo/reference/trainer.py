@@ -101,7 +101,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         rf = cfg.custom_reward_function
         self._owns_scorer = scorer is None
-        self.scorer = scorer if scorer is not None else make_scorer(rf.path, rf.name, rf.timeout_s, rf.workers)
+        has_think_end = bool(self.st_cfg.think_end_token_ids)  # False with soft_until_eos: no think-end
+        self.scorer = scorer if scorer is not None else make_scorer(
+            rf.path, rf.name, rf.timeout_s, rf.workers, require_think_end=rf.require_think_end and has_think_end)
         self.out_dir = Path(t.default_local_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.global_step = 0
@@ -177,11 +179,15 @@ class Trainer:
             prompts, self.st_cfg, n=n,
             max_new_tokens=self.cfg.data.max_response_length, seed=step_seed(self.cfg.trainer.seed, step),
         )
-        answers = [e.answer for e in examples for _ in range(n)]
-        rewards = torch.tensor(self.scorer(self.cfg.data.data_source, [s.text for s in samples], answers))
+        rewards = torch.tensor(self.score(examples, n, samples))
         groups = [i // n for i in range(len(samples))]
         adv = compute_grpo_advantages(rewards, groups, norm_by_std=self.cfg.algorithm.norm_adv_by_std_in_grpo)
         return Rollout.collate(examples, samples, rewards, adv, self.device)
+
+    def score(self, examples: list[Example], n: int, samples: list[Any]) -> list[float]:
+        """Rewards of ``n`` samples per example (each row's data source picks the gold format)."""
+        sources = [e.data_source or self.cfg.data.data_source for e in examples for _ in range(n)]
+        return self.scorer(sources, [s.text for s in samples], [e.answer for e in examples for _ in range(n)])
 
     def _micro_batches(self, size: int) -> list[slice]:
         micro = self.cfg.actor.ppo_micro_batch_size
@@ -284,8 +290,7 @@ class Trainer:
             [self.prompt_ids(e) for e in examples], self.st_cfg, n=n,
             max_new_tokens=self.cfg.data.max_response_length, seed=step_seed(self.cfg.trainer.seed, -1),
         )
-        answers = [e.answer for e in examples for _ in range(n)]
-        scores = self.scorer(self.cfg.data.data_source, [s.text for s in samples], answers)
+        scores = self.score(examples, n, samples)
         correct = [sum(sc > 0.5 for sc in scores[i * n : (i + 1) * n]) for i in range(len(examples))]
         return {
             "val/mean@n": sum(correct) / (n * len(examples)),

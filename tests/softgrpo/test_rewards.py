@@ -1,0 +1,153 @@
+"""The one reward (softgrpo.rewards): verl's signature, gold format from the data source, every gold of
+the shared benchmarks (JSON and verl parquet) as LaTeX and in equivalent forms, counted timeouts, any
+thread, and the think-end rule (issue 8 §4.2, §4.9)."""
+
+import inspect
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from softgrpo import rewards
+from softgrpo.config import load_config
+from softgrpo.rewards import STATUS_COUNTS, RewardScorer, compute_score, gold_format
+
+JSON_SOURCES = ("aime2024", "aime2025", "amc23", "math500", "gsm8k", "olympiad_bench", "gpqa_diamond")
+_INT = re.compile(r"-?\d+")
+
+
+def test_signature_is_verls_custom_reward_function() -> None:
+    params = list(inspect.signature(compute_score).parameters)
+    assert params[:4] == ["data_source", "solution_str", "ground_truth", "extra_info"]
+    assert inspect.signature(compute_score).parameters["extra_info"].default is None
+    # verl's NaiveRewardManager calls it with keywords (verl/workers/reward_manager/naive.py)
+    assert compute_score(data_source="aime", solution_str="</think>\\boxed{73}", ground_truth="73",
+                         extra_info={"index": 0}) == 1.0
+
+
+@pytest.mark.parametrize(("source", "fmt"), [
+    ("arithmetic", "expr"), ("aime", "expr"), ("aime2024", "expr"), ("openai/gsm8k", "expr"), ("math", "latex"),
+    ("math500", "latex"), ("amc", "latex"), ("deepscaler", "latex"), ("agentica-org/DeepScaleR-Preview-Dataset", "latex"),
+    ("lighteval/MATH", "latex"), ("olympiad_bench", "latex_dollar"), ("gpqa_diamond", "choice"), ("unknown", "latex"),
+])
+def test_gold_format_follows_the_data_source(source: str, fmt: str) -> None:
+    assert gold_format(source) == fmt
+    assert gold_format(source, {"gold_format": "expr"}) == "expr"
+
+
+# (gold, an equivalent answer a model may write): the paper configs' DeepScaleR/MATH golds are LaTeX
+EQUIVALENT = [
+    ("3\\sqrt{7}", "3\\sqrt{7}"), ("3\\sqrt{7}", "\\sqrt{63}"), ("\\sqrt{2}", "\\sqrt{2}"), ("\\sqrt{2}", "2^{1/2}"),
+    ("\\pi", "\\pi"), ("2\\pi", "\\pi \\cdot 2"), ("(1,2)", "(1, 2)"), ("(1,2)", "\\left( 1, 2 \\right)"),
+    ("\\frac{1}{2}", "0.5"), ("\\frac{1}{2}", "\\dfrac{1}{2}"), ("\\frac{14}{3}", "\\frac{28}{6}"), ("\\frac12", "1/2"),
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\frac{\\pi}{2})"), ("90^\\circ", "90"), ("204", "\\frac{408}{2}"),
+]
+
+
+@pytest.mark.parametrize("source", ["deepscaler", "math"])
+def test_latex_golds_and_equivalent_forms_score_one(source: str) -> None:
+    with RewardScorer(workers=2) as scorer:
+        texts = [f"<think>work</think> The answer is $\\boxed{{{ans}}}$." for _, ans in EQUIVALENT]
+        assert scorer(source, texts, [g for g, _ in EQUIVALENT]) == [1.0] * len(EQUIVALENT)
+        wrong = scorer(source, ["</think>\\boxed{2\\sqrt{7}}", "</think>\\boxed{(2,1)}"], ["3\\sqrt{7}", "(1,2)"])
+        assert wrong == [0.0, 0.0]
+
+
+def _variants(gold: str) -> list[str]:
+    """The gold boxed as written, plus equivalent LaTeX forms for integers and simple fractions."""
+    out = [gold]
+    if _INT.fullmatch(gold.strip()):
+        out.append(f"\\frac{{{2 * int(gold)}}}{{2}}")
+    m = re.fullmatch(r"\\d?frac\{(-?\d+)\}\{(\d+)\}", gold.strip())
+    if m:
+        out.append(f"{m.group(1)}/{m.group(2)}")
+    return out
+
+
+def test_every_shared_gold_scores_one_as_latex_and_in_equivalent_forms(benchmark_dir: Path) -> None:
+    import pyarrow.parquet as pq
+
+    sources, texts, golds, names = [], [], [], []
+
+    def add(source: str, gold: object, name: str, boxed: str | None = None) -> None:
+        for form in _variants(str(gold)) if boxed is None else [boxed]:
+            sources.append(source)
+            texts.append(f"<think>scratch</think> so the answer is \\boxed{{{form}}}.")
+            golds.append(gold)
+            names.append(f"{name} as {form!r}")
+
+    for b in JSON_SOURCES:
+        for i, rec in enumerate(json.loads((benchmark_dir / f"{b}.json").read_text())):
+            g = rec["final_answer"]
+            boxed = str(g).replace("$", "").rstrip(".") if b == "olympiad_bench" else None
+            add(b, g, f"{b}.json#{i}", boxed)
+    for name in ("aime", "amc", "math"):
+        for i, row in enumerate(pq.read_table(benchmark_dir / f"{name}.parquet").to_pylist()):
+            add(row["data_source"], row["reward_model"]["ground_truth"], f"{name}.parquet#{i}")
+    assert len(set(n.split(" as ")[0] for n in names)) == 30 + 30 + 40 + 500 + 1319 + 675 + 198 + 30 + 83 + 500
+    with RewardScorer(workers=2, timeout_s=20) as scorer:
+        scores = scorer(sources, texts, golds)
+        counts = dict(scorer.counts)
+    assert [n for n, s in zip(names, scores) if s != 1.0] == []
+    assert counts == {"ok": len(texts)}
+
+
+def test_compute_score_works_off_the_main_thread() -> None:
+    """verl calls the reward from executor threads, where math-verify's signal timeouts raise."""
+    out: dict[str, object] = {}
+
+    def worker() -> None:
+        try:
+            out["scores"] = [
+                compute_score("math", "<think>..</think> \\boxed{\\frac{1}{2}}", "\\frac12"),
+                compute_score("deepscaler", "</think> \\boxed{\\sqrt{63}}", "3\\sqrt{7}"),
+                compute_score("math", "<think>\\boxed{1/2}</think> no idea", "\\frac12"),
+            ]
+        except BaseException as exc:  # reported to the main thread
+            out["error"] = exc
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(120)
+    assert "error" not in out, out.get("error")
+    assert out["scores"] == [1.0, 1.0, 0.0]
+    assert STATUS_COUNTS["ok"] >= 2 and STATUS_COUNTS["no_answer"] >= 1
+
+
+def test_timeouts_are_counted_not_hidden() -> None:
+    with RewardScorer(workers=1, timeout_s=1.5) as scorer:
+        scores = scorer("aime", ["</think>\\boxed{9^{9^{9^{9}}}}", "</think>\\boxed{2}"], ["1", "2"])
+        assert scores == [0.0, 1.0]
+        assert scorer.counts["timeout"] == 1 and scorer.counts["ok"] == 1
+
+
+def test_no_think_end_scores_zero_by_default_and_is_configurable() -> None:
+    cut = "<think>so it is \\boxed{5} but let me check"  # thinking cut at the token budget
+    with RewardScorer(workers=1) as strict:
+        assert strict("arithmetic", [cut, "<think>x</think>\\boxed{5}"], ["5", "5"]) == [0.0, 1.0]
+        assert strict.counts["no_think_end"] == 1
+    with RewardScorer(workers=1, require_think_end=False) as lenient:
+        assert lenient("arithmetic", [cut], ["5"]) == [1.0]
+    assert compute_score("arithmetic", cut, "5") == 0.0
+    assert compute_score("arithmetic", cut, "5", None, require_think_end=False) == 1.0
+
+
+def test_trainer_default_reward_requires_the_think_end(make, tmp_path: Path) -> None:
+    tr = make(tmp_path, "custom_reward_function.path=null", "trainer.total_training_steps=1")
+    assert tr.scorer.fn is None and tr.scorer.require_think_end is True
+    tr.scorer.close()
+    tr = make(tmp_path, "custom_reward_function.path=null", "custom_reward_function.require_think_end=false")
+    assert tr.scorer.require_think_end is False
+    tr.scorer.close()
+    tr = make(tmp_path, "custom_reward_function.path=null", "soft_thinking.soft_until_eos=true")
+    assert tr.scorer.require_think_end is False  # no think-end to require
+    tr.scorer.close()
+    assert load_config(None, ["data.train_files=builtin:arithmetic"]).custom_reward_function.require_think_end is True
+
+
+def test_module_has_one_grading_path() -> None:
+    """compute_score and the batched scorer both go through grade_completions (no second copy)."""
+    src = inspect.getsource(rewards)
+    assert src.count("grader.grade(") == 1 and src.count("grade_completions(") == 3
