@@ -165,7 +165,7 @@ class TrainConfig:
         if think_end_token_ids and not st.get("soft_until_eos", False):
             st.setdefault("think_end_token_ids", tuple(think_end_token_ids))
         try:
-            cfg = SoftThinkingConfig.from_dict(st)
+            cfg = SoftThinkingConfig.from_flags(st)
         except TypeError as err:
             raise ConfigError(f"soft_thinking: {err}") from err
         return cfg.validate(for_training=True)
