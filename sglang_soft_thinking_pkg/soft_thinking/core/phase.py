@@ -8,83 +8,207 @@
   ``length_threshold`` consecutive steps has that N-th step forced to the first think-end
   piece; the remaining pieces (if any) are forced on the following steps. Forced steps are
   discrete.
-* ``soft_until_eos``: no think-end; the row stays soft until it stops.
+* ``soft_until_eos``: no think-end (length 0); the row stays soft until it stops.
 
-The tracker holds only small ``[B]`` / ``[B, m]`` integer tensors, so rows can be dropped from
-the batch with :meth:`PhaseTracker.select`.
+:class:`PhaseState` holds everything per row as small tensors, settings included (each row
+may have its own think-end sequence and Cold Stop thresholds), so rows can leave the batch
+(:meth:`PhaseState.select`), join it (:meth:`PhaseState.cat`) or live in a slot table
+(:meth:`PhaseState.scatter_`). Its two steps are pure tensor functions (no host sync):
+
+    forced_tokens(entropy)  ->  (state', forced [B], -1 where nothing is forced)
+    update(tokens)          ->  (state', ended [B])
+
+Think-end sequences are stored right-aligned in ``think_end [B, m]`` (left padding ``-1``), and
+``window [B, m]`` holds the last ``m`` visible tokens, so a row of length ``L`` compares the
+last ``L`` columns. :class:`PhaseTracker` is the in-place view the step loop uses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+PAD = -1  # window entries not seen yet and the left padding of think_end
+
+
+@dataclass
+class PhaseState:
+    """Per-row phase state and phase settings (all leading dim ``B``)."""
+
+    thinking: Tensor  # bool [B]
+    window: Tensor  # int64 [B, m]: last m visible tokens
+    low_entropy_run: Tensor  # int64 [B]
+    forced_piece: Tensor  # int64 [B]: index of the think-end piece forced next (-1: none)
+    cold_stopped: Tensor  # bool [B]
+    think_end: Tensor  # int64 [B, m]: right-aligned think-end ids, PAD on the left
+    think_end_len: Tensor  # int64 [B]: 0 = no think-end (soft until EOS)
+    entropy_threshold: Tensor  # float64 [B]: 0 = Cold Stop off
+    length_threshold: Tensor  # int64 [B]
+
+    @classmethod
+    def new(
+        cls,
+        batch: int,
+        think_end_ids: Sequence[int] | Sequence[Sequence[int]],
+        *,
+        soft_thinking: bool | Sequence[bool],
+        entropy_threshold: float | Sequence[float] = 0.0,
+        length_threshold: int | Sequence[int] = 256,
+        device: torch.device | str = "cpu",
+    ) -> PhaseState:
+        """Fresh rows. ``think_end_ids``: one id sequence for all rows, or one per row."""
+        per_row = len(think_end_ids) > 0 and not isinstance(think_end_ids[0], int)
+        seqs = [list(s) for s in think_end_ids] if per_row else [list(think_end_ids)] * batch  # type: ignore[arg-type]
+        if len(seqs) != batch:
+            raise ValueError(f"think_end_ids has {len(seqs)} rows, the batch has {batch}")
+        m = max([len(s) for s in seqs] + [1])
+        te = torch.full((batch, m), PAD, dtype=torch.int64)
+        for r, s in enumerate(seqs):
+            if s:
+                te[r, m - len(s):] = torch.tensor(s, dtype=torch.int64)
+
+        def vec(x: object, dtype: torch.dtype) -> Tensor:
+            t = torch.as_tensor(x, dtype=dtype, device=device)
+            return t.expand(batch).clone() if t.dim() == 0 else t
+
+        return cls(
+            thinking=vec(soft_thinking, torch.bool),
+            window=torch.full((batch, m), PAD, dtype=torch.int64, device=device),
+            low_entropy_run=torch.zeros(batch, dtype=torch.int64, device=device),
+            forced_piece=torch.full((batch,), -1, dtype=torch.int64, device=device),
+            cold_stopped=torch.zeros(batch, dtype=torch.bool, device=device),
+            think_end=te.to(device),
+            think_end_len=torch.tensor([len(s) for s in seqs], dtype=torch.int64, device=device),
+            entropy_threshold=vec(entropy_threshold, torch.float64),
+            length_threshold=vec(length_threshold, torch.int64),
+        )
+
+    # -- rows joining and leaving ------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        return int(self.window.shape[1])
+
+    def padded(self, m: int) -> PhaseState:
+        """The same rows with ``m >= width`` window/think-end columns (left-padded with PAD)."""
+        if m < self.width:
+            raise ValueError(f"cannot narrow the think-end width from {self.width} to {m}")
+        pad = (m - self.width, 0)
+        return replace(self, window=F.pad(self.window, pad, value=PAD), think_end=F.pad(self.think_end, pad, value=PAD))
+
+    def select(self, rows: Tensor) -> PhaseState:
+        """Rows ``rows`` (an index or bool mask), in that order."""
+        return PhaseState(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    @classmethod
+    def cat(cls, states: Sequence[PhaseState]) -> PhaseState:
+        """Concatenate batches (rows joining); widths are padded to the largest."""
+        m = max(s.width for s in states)
+        states = [s.padded(m) for s in states]
+        return cls(**{f.name: torch.cat([getattr(s, f.name) for s in states]) for f in fields(cls)})
+
+    def scatter_(self, rows: Tensor, other: PhaseState) -> None:
+        """Write ``other``'s rows into rows ``rows`` of this state in place (a slot table)."""
+        other = other.padded(self.width)
+        for f in fields(self):
+            getattr(self, f.name).index_copy_(0, rows, getattr(other, f.name))
+
+    # -- the two steps -----------------------------------------------------------------------
+    def _piece(self, index: Tensor) -> Tensor:
+        """Think-end piece ``index`` of each row (right-aligned storage)."""
+        col = (self.width - self.think_end_len + index.clamp_min(0)).clamp(0, self.width - 1)
+        return self.think_end.gather(1, col.unsqueeze(-1)).squeeze(-1)
+
+    def forced_tokens(self, entropy: Tensor) -> tuple[PhaseState, Tensor]:
+        """Update the Cold Stop counters with this step's ``entropy [B]``; return the forced tokens.
+
+        Where Cold Stop is on (``threshold > 0`` and a think-end exists):
+        ``run = run + 1`` if ``H < threshold`` (a thinking row, nothing forced yet) else ``0``; a
+        row whose run reaches ``length_threshold`` starts emitting the think-end pieces now.
+        """
+        has_end = self.think_end_len > 0
+        on = (self.entropy_threshold > 0) & has_end
+        low = on & self.thinking & (self.forced_piece < 0) & (entropy < self.entropy_threshold.to(entropy.dtype))
+        run = torch.where(on, torch.where(low, self.low_entropy_run + 1, torch.zeros_like(self.low_entropy_run)),
+                          self.low_entropy_run)
+        start = low & (run >= self.length_threshold)
+        forced_piece = torch.where(start, torch.zeros_like(self.forced_piece), self.forced_piece)
+        state = replace(self, low_entropy_run=run, forced_piece=forced_piece, cold_stopped=self.cold_stopped | start)
+        forced = torch.where((forced_piece >= 0) & has_end, state._piece(forced_piece), torch.full_like(forced_piece, -1))
+        return state, forced
+
+    def update(self, tokens: Tensor) -> tuple[PhaseState, Tensor]:
+        """Record this step's visible ``tokens [B]``; return the rows whose thinking ended here.
+
+        A row's thinking ends when its last ``L`` visible tokens equal its think-end sequence. A
+        row whose thinking ended stops forcing, even if pieces were left (a sequence with a
+        border can be completed early by a natural piece before the forced ones).
+        """
+        window = torch.cat([self.window[:, 1:], tokens.view(-1, 1).to(torch.int64)], dim=1)
+        col = torch.arange(self.width, device=window.device).unsqueeze(0)
+        compared = col >= (self.width - self.think_end_len).unsqueeze(-1)
+        match = ((window == self.think_end) | ~compared).all(-1) & (self.think_end_len > 0)
+        ended = self.thinking & match
+        nxt = self.forced_piece + 1
+        advancing = (self.forced_piece >= 0) & ~ended & (nxt < self.think_end_len)
+        forced_piece = torch.where(advancing, nxt, torch.full_like(nxt, -1))
+        return replace(self, window=window, forced_piece=forced_piece, thinking=self.thinking & ~ended), ended
+
+
+_STATE_FIELDS = frozenset(f.name for f in fields(PhaseState))
 
 
 class PhaseTracker:
-    """Per-row phase state: ``thinking [B]``, the last ``m`` visible tokens, Cold Stop counters."""
+    """An in-place :class:`PhaseState` for a step loop (``thinking``, ``cold_stopped``, ``select``, ...)."""
 
     def __init__(
         self,
         batch: int,
-        think_end_ids: Sequence[int],
+        think_end_ids: Sequence[int] | Sequence[Sequence[int]],
         *,
-        soft_thinking: bool,
-        entropy_threshold: float = 0.0,
-        length_threshold: int = 256,
+        soft_thinking: bool | Sequence[bool],
+        entropy_threshold: float | Sequence[float] = 0.0,
+        length_threshold: int | Sequence[int] = 256,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.think_end = torch.as_tensor(list(think_end_ids), dtype=torch.int64, device=device)
-        self.entropy_threshold = float(entropy_threshold)
-        self.length_threshold = int(length_threshold)
-        m = max(len(think_end_ids), 1)
-        self.thinking = torch.full((batch,), bool(soft_thinking), dtype=torch.bool, device=device)
-        self.window = torch.full((batch, m), -1, dtype=torch.int64, device=device)
-        self.low_entropy_run = torch.zeros(batch, dtype=torch.int64, device=device)
-        self.forced_piece = torch.full((batch,), -1, dtype=torch.int64, device=device)  # -1: nothing forced
-        self.cold_stopped = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.state = PhaseState.new(
+            batch, think_end_ids, soft_thinking=soft_thinking, entropy_threshold=entropy_threshold,
+            length_threshold=length_threshold, device=device,
+        )
+
+    @classmethod
+    def from_state(cls, state: PhaseState) -> PhaseTracker:
+        tracker = cls.__new__(cls)
+        tracker.state = state
+        return tracker
+
+    def __getattr__(self, name: str) -> Tensor:
+        """The state's fields read through: ``thinking``, ``cold_stopped``, ``window``, ..."""
+        if name in _STATE_FIELDS:
+            return getattr(self.state, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     @property
     def has_think_end(self) -> bool:
-        return self.think_end.numel() > 0
+        return bool((self.state.think_end_len > 0).any())
 
     def select(self, rows: Tensor) -> None:
         """Keep only ``rows`` (finished rows leave the batch)."""
-        for name in ("thinking", "window", "low_entropy_run", "forced_piece", "cold_stopped"):
-            setattr(self, name, getattr(self, name)[rows])
+        self.state = self.state.select(rows)
+
+    def join(self, other: PhaseTracker | PhaseState) -> None:
+        """Append ``other``'s rows (new requests join the batch)."""
+        self.state = PhaseState.cat([self.state, other.state if isinstance(other, PhaseTracker) else other])
 
     def forced_tokens(self, entropy: Tensor) -> Tensor:
-        """The token each row is forced to emit at this step (``-1`` where none).
-
-        Updates the Cold Stop counters with this step's ``entropy [B]`` first:
-        ``run = run + 1`` if ``H < threshold`` else ``0``; a thinking row whose run reaches
-        ``length_threshold`` starts emitting the think-end pieces now.
-        """
-        if self.entropy_threshold > 0 and self.has_think_end:
-            low = self.thinking & (self.forced_piece < 0) & (entropy < self.entropy_threshold)
-            self.low_entropy_run = torch.where(low, self.low_entropy_run + 1, torch.zeros_like(self.low_entropy_run))
-            start = low & (self.low_entropy_run >= self.length_threshold)
-            self.forced_piece = torch.where(start, torch.zeros_like(self.forced_piece), self.forced_piece)
-            self.cold_stopped |= start
-        if not self.has_think_end:
-            return torch.full_like(self.forced_piece, -1)
-        piece = self.think_end[self.forced_piece.clamp_min(0)]
-        return torch.where(self.forced_piece >= 0, piece, torch.full_like(piece, -1))
+        """The token each row is forced to emit at this step (``-1`` where none); see :meth:`PhaseState.forced_tokens`."""
+        self.state, forced = self.state.forced_tokens(entropy)
+        return forced
 
     def update(self, tokens: Tensor) -> Tensor:
-        """Record this step's visible ``tokens [B]``; return the rows whose thinking ended here.
-
-        A row's thinking ends when its last ``m`` visible tokens equal the think-end sequence.
-        """
-        if not self.has_think_end:
-            return torch.zeros_like(self.thinking)
-        self.window = torch.cat([self.window[:, 1:], tokens.view(-1, 1).to(torch.int64)], dim=1)
-        ended = self.thinking & (self.window == self.think_end.unsqueeze(0)).all(-1)
-        # a row whose thinking ended here stops forcing, even if pieces were left (a think-end
-        # sequence with a border can be completed early by a natural piece before the forced ones)
-        advancing = (self.forced_piece >= 0) & ~ended
-        nxt = self.forced_piece + 1
-        self.forced_piece = torch.where(advancing & (nxt < self.think_end.numel()), nxt, torch.full_like(nxt, -1))
-        self.thinking = self.thinking & ~ended
+        """Record the visible ``tokens [B]``; return the rows whose thinking ended (:meth:`PhaseState.update`)."""
+        self.state, ended = self.state.update(tokens)
         return ended
