@@ -18,11 +18,12 @@ from typing import Any, Protocol
 
 from eval.prompts import DEFAULT_TEMPLATE, build_prompt
 from eval.settings import SamplingSettings
+from soft_thinking.errors import SoftGRPOError
 
 BACKENDS = ("hf", "sglang")
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(SoftGRPOError, RuntimeError):
     """The requested backend is not installed / not implemented."""
 
 
@@ -91,4 +92,4 @@ def make_backend(name: str, model: str, settings: SamplingSettings, **kwargs: An
             "--backend sglang needs the SGLang soft-thinking plug-in, which is not installed in this "
             "environment; use --backend hf (reference engine) or install the plug-in"
         )
-    raise ValueError(f"--backend={name!r} is invalid: allowed {list(BACKENDS)}")
+    raise BackendUnavailable(f"--backend={name!r} is invalid: allowed {list(BACKENDS)}")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from soft_thinking.errors import SoftGRPOError
+
 MAIN_BENCHMARKS = ("aime2024", "aime2025", "amc23", "math500", "gsm8k")
 EXTRA_BENCHMARKS = ("gpqa_diamond", "olympiad_bench")
 ALL_BENCHMARKS = MAIN_BENCHMARKS + EXTRA_BENCHMARKS
@@ -43,7 +45,7 @@ HUB_SOURCES: dict[str, HubSource] = {
 }
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(SoftGRPOError, ValueError):
     """A benchmark name, file or record is invalid; the message says which and how to fix it."""
 
 
@@ -88,8 +90,11 @@ def load_local(benchmark: str, data_dir: Path | str) -> list[Problem]:
     path = Path(data_dir) / f"{benchmark}.json"
     if not path.is_file():
         raise BenchmarkError(f"benchmark file {path} not found (--data-dir must hold <benchmark>.json files)")
-    with path.open(encoding="utf-8") as fh:
-        data = json.load(fh)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchmarkError(f"benchmark file {path} is not valid JSON ({exc}); re-download or fix it") from exc
     if not isinstance(data, list) or not data:
         raise BenchmarkError(f"{path}: expected a non-empty JSON list of problems")
     return [_parse_record(benchmark, i, rec, path) for i, rec in enumerate(data)]

@@ -22,10 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from soft_thinking.errors import SoftGRPOError, exit_on_error
+
 DEFAULT_REPO = "zz1358m/SofT-GRPO-master"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SoftGRPOError, RuntimeError):
     """Hub unreachable, offline, or a downloaded file failed verification."""
 
 
@@ -126,6 +128,7 @@ def download(
     return find_model_dirs(local_dir)
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m eval.checkpoints", description="SofT-GRPO released checkpoints")
     ap.add_argument("action", choices=["list", "download", "locate"])
@@ -134,16 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--local-dir", default="checkpoints")
     ap.add_argument("--include", action="append", default=None, help="glob of repo paths (repeatable)")
     args = ap.parse_args(argv)
-    try:
-        if args.action == "list":
-            for f in list_remote(args.repo, args.revision):
-                print(f"{f.size if f.size is not None else '?':>14}  {f.path}")
-            return 0
-        dirs = (download(args.local_dir, args.repo, args.revision, args.include) if args.action == "download"
-                else find_model_dirs(args.local_dir))
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.action == "list":
+        for f in list_remote(args.repo, args.revision):
+            print(f"{f.size if f.size is not None else '?':>14}  {f.path}")
+        return 0
+    dirs = (download(args.local_dir, args.repo, args.revision, args.include) if args.action == "download"
+            else find_model_dirs(args.local_dir))
     if not dirs:
         print(f"no model directories (with config.json) under {args.local_dir}", file=sys.stderr)
         return 1

@@ -7,24 +7,32 @@ Example::
         --num_samples 32 --max_generated_tokens 32768 --seed 0
 
 Precedence of sampling values: command-line flag > ``--preset`` YAML > built-in defaults
-(:class:`eval.settings.SamplingSettings`).
+(:class:`eval.settings.SamplingSettings`). Every value is checked before anything is written or a
+model is loaded; a bad one, a missing model or a corrupt benchmark file prints one ``error:`` line
+and exits with status 2.
+
+Grading: the text after ``</think>``, last ``\\boxed{}`` (spec §6). A completion with no
+``</think>`` is graded whole by default (``--no-require-think-end``): evaluation runs on any model,
+including ones that never write a think-end (instruct models, discrete baselines), and the
+original's published evaluation graded the whole completion, so the default keeps numbers
+comparable; the share of completions without a think-end is reported per benchmark
+(``no_think_end_share``). ``--require-think-end`` scores them 0, as the trainer's reward does.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from eval.backends import BACKENDS, Backend, BackendUnavailable, make_backend
-from eval.benchmarks import MAIN_BENCHMARKS, BenchmarkError, check_benchmark_names, load_benchmark
+from eval.backends import BACKENDS, Backend, make_backend
+from eval.benchmarks import MAIN_BENCHMARKS, check_benchmark_names, load_benchmark
 from eval.prompts import DEFAULT_TEMPLATE, check_template
-from eval.rundir import RunConfigMismatch
 from eval.settings import SamplingSettings, SettingsError
+from soft_thinking.errors import exit_on_error
 
 PRESET_EXTRA_KEYS = ("num_samples", "benchmarks", "prompt_template")
 BackendFactory = Callable[[argparse.Namespace, SamplingSettings], Backend]
@@ -57,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grade-workers", type=int, default=2)
     run.add_argument("--grade-timeout", type=float, default=10.0, help="seconds per answer")
     run.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs")
+    run.add_argument("--require-think-end", action=argparse.BooleanOptionalAction, default=False,
+                     help="score 0 for a completion without </think> (default: grade the whole completion)")
     for f in _sampling_fields():
         flag = f"--{f.name}"
         if f.type in ("bool", bool):
@@ -75,7 +85,12 @@ def load_preset(path: str | None) -> dict[str, Any]:
         return {}
     import yaml
 
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise SettingsError(f"--preset {path}: no such file") from exc
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"--preset {path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
         raise SettingsError(f"preset {path} must be a mapping of flag: value")
     allowed = {f.name for f in _sampling_fields()} | set(PRESET_EXTRA_KEYS)
@@ -94,19 +109,35 @@ def resolve(args: argparse.Namespace) -> tuple[SamplingSettings, dict[str, Any]]
     benchmarks = args.benchmarks or preset.get("benchmarks") or ",".join(MAIN_BENCHMARKS)
     if isinstance(benchmarks, str):
         benchmarks = [b.strip() for b in benchmarks.split(",") if b.strip()]
+    num_samples = next((v for v in (args.num_samples, preset.get("num_samples")) if v is not None), 32)
     other = {
         "benchmarks": check_benchmark_names(list(benchmarks)),
-        "num_samples": args.num_samples or preset.get("num_samples") or 32,
+        "num_samples": num_samples,
         "prompt_template": check_template(args.prompt_template or preset.get("prompt_template") or DEFAULT_TEMPLATE),
     }
-    if other["num_samples"] < 1:
-        raise SettingsError(f"--num_samples={other['num_samples']} is invalid: allowed >= 1")
+    check_run_args(args, num_samples)
     return settings, other
 
 
+def check_run_args(args: argparse.Namespace, num_samples: Any) -> None:
+    """The run's counts and limits (0 is a value, never "use the default")."""
+    ints = {"--num_samples": (num_samples, 1), "--n-boot": (args.n_boot, 1), "--threads": (args.threads, 1),
+            "--grade-workers": (args.grade_workers, 1)}
+    if args.limit is not None:
+        ints["--limit"] = (args.limit, 1)
+    for flag, (value, low) in ints.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise SettingsError(f"{flag}={value!r} is invalid: allowed an integer >= {low}")
+    if not (args.grade_timeout > 0 and args.grade_timeout != float("inf")):
+        raise SettingsError(f"--grade-timeout={args.grade_timeout!r} is invalid: allowed a finite number > 0")
+
+
 def fingerprint(args: argparse.Namespace, settings: SamplingSettings, other: dict[str, Any]) -> dict[str, Any]:
-    return {"model": args.model, "backend": args.backend, "dtype": args.dtype, "think_end": args.think_end,
-            "prompt_template": other["prompt_template"], "sampling": settings.to_dict()}
+    fp = {"model": args.model, "backend": args.backend, "dtype": args.dtype, "think_end": args.think_end,
+          "prompt_template": other["prompt_template"], "sampling": settings.to_dict()}
+    if args.require_think_end:  # only when on, so runs made before the flag existed still resume
+        fp["require_think_end"] = True
+    return fp
 
 
 def _default_backend(args: argparse.Namespace, settings: SamplingSettings) -> Backend:
@@ -118,8 +149,6 @@ def cmd_run(args: argparse.Namespace, backend_factory: BackendFactory | None = N
     from eval.runner import RunSpec, run_eval
 
     settings, other = resolve(args)
-    if args.threads < 1:
-        raise SettingsError(f"--threads={args.threads} is invalid: allowed an integer >= 1")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -130,6 +159,7 @@ def cmd_run(args: argparse.Namespace, backend_factory: BackendFactory | None = N
         run_dir=Path(args.output_dir) / run_name, fingerprint=fingerprint(args, settings, other),
         num_samples=other["num_samples"], seed=settings.seed, prompt_template=other["prompt_template"],
         grade_workers=args.grade_workers, grade_timeout_s=args.grade_timeout, n_boot=args.n_boot, title=run_name,
+        require_think_end=args.require_think_end,
         extra={"limit": args.limit, "device": args.device, "data_dir": args.data_dir},
     )
     from eval.rundir import RunDir
@@ -144,16 +174,14 @@ def cmd_run(args: argparse.Namespace, backend_factory: BackendFactory | None = N
     return 0
 
 
+@exit_on_error
 def main(argv: Sequence[str] | None = None, backend_factory: BackendFactory | None = None) -> int:
+    """Every user error (a :class:`~soft_thinking.errors.SoftGRPOError`) is one ``error:`` line, exit 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "run":
-            return cmd_run(args, backend_factory)
-        from eval.compare import compare_runs
+    if args.command == "run":
+        return cmd_run(args, backend_factory)
+    from eval.compare import compare_runs
 
-        print(compare_runs(args.run_a, args.run_b))
-        return 0
-    except (SettingsError, BenchmarkError, RunConfigMismatch, BackendUnavailable, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    print(compare_runs(args.run_a, args.run_b))
+    return 0

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eval.rundir import diff_settings
+from eval.rundir import RunDirMissing, diff_settings
 
 
 def _load(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     summ, conf = run / "summary.json", run / "config.json"
     for f in (summ, conf):
         if not f.is_file():
-            raise FileNotFoundError(f"{f} not found: RUN must be a run directory written by `python -m eval run`")
+            raise RunDirMissing(f"{f} not found: RUN must be a run directory written by `python -m eval run`")
     return json.loads(summ.read_text()), json.loads(conf.read_text())
 
 

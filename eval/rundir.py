@@ -14,13 +14,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from soft_thinking.errors import SoftGRPOError
 from soft_thinking.io import atomic_write_json
 
 SampleKey = tuple[str, int, int]  # (benchmark, problem_id, sample_index)
 
 
-class RunConfigMismatch(ValueError):
+class RunConfigMismatch(SoftGRPOError, ValueError):
     """Resuming into a run directory whose sampling settings differ."""
+
+
+class RunDirMissing(SoftGRPOError, FileNotFoundError):
+    """A path given as a run directory holds no run."""
 
 
 def diff_settings(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

@@ -20,7 +20,7 @@ from eval.grader import Grader
 from eval.prompts import DEFAULT_TEMPLATE
 from eval.report import write_reports
 from eval.rundir import RunDir
-from eval.settings import problem_seed
+from eval.settings import SettingsError, problem_seed
 from eval.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,13 @@ class RunSpec:
     title: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     chunk_problems: int = 16  # problems per backend call (the engine batches their samples together)
+    require_think_end: bool = False  # score 0 without </think> (see eval.cli for the default)
 
 
 def run_eval(spec: RunSpec, problems_by_benchmark: dict[str, Sequence[Problem]], backend: Backend) -> dict[str, Any]:
     """Generate + grade every missing sample, then write summary.json/.md and passk.png."""
-    if spec.num_samples < 1:
-        raise ValueError(f"--num_samples={spec.num_samples} is invalid: allowed >= 1")
+    if spec.num_samples < 1 or spec.n_boot < 1:
+        raise SettingsError(f"num_samples={spec.num_samples}, n_boot={spec.n_boot}: allowed integers >= 1")
     rd = RunDir(spec.run_dir)
     rd.init(spec.fingerprint)
     done = rd.load_samples()
@@ -93,7 +94,7 @@ def _sample_chunk(
             tasks.append((completions[j].text, p.gold, p.benchmark))
             meta.append((p, j, seed, completions[j]))
     records = []
-    for (p, j, seed, c), g in zip(meta, grader.grade(tasks), strict=True):
+    for (p, j, seed, c), g in zip(meta, grader.grade(tasks, require_think_end=spec.require_think_end), strict=True):
         records.append({
             "benchmark": p.benchmark, "problem_id": p.problem_id, "sample_index": j, "seed": seed,
             "text": c.text, "gold": p.gold, "extracted": g.extracted, "correct": g.correct,

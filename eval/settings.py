@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from soft_thinking.core.config import NOISE_SWITCHES, SoftThinkingConfig
+from soft_thinking.core.config import NOISE_SWITCHES, ConfigError, SoftThinkingConfig
+from soft_thinking.errors import SoftGRPOError
 from soft_thinking.text import derive_seed
 
 NOISE_FLAGS = NOISE_SWITCHES  # the original's --add_noise_* switches (one table, in the core)
 
 
-class SettingsError(ValueError):
+class SettingsError(SoftGRPOError, ValueError):
     """An invalid flag value; the message names the flag and the allowed values."""
 
 
@@ -54,9 +55,18 @@ class SamplingSettings:
         return on[0] if on else "none"
 
     def validate(self) -> SamplingSettings:
-        if self.max_generated_tokens < 1:
-            raise SettingsError(f"--max_generated_tokens={self.max_generated_tokens} is invalid: allowed >= 1")
+        """Every value, before anything is written or a model is loaded (the think-end ids and the
+        vocabulary size are checked again once the tokenizer is known)."""
+        for name in ("max_generated_tokens", "seed"):
+            value = getattr(self, name)
+            low = 1 if name == "max_generated_tokens" else 0
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise SettingsError(f"--{name}={value!r} is invalid: allowed an integer >= {low}")
         _ = self.noise
+        try:
+            self.to_soft_thinking_config(think_end_token_ids=(0,))
+        except ConfigError as exc:  # name the flag, not the config field
+            raise SettingsError(str(exc).replace("SoftThinkingConfig.", "--")) from exc
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from eval.grading import STATUSES
 from eval.metrics import bootstrap_ci, k_values, pass_at_k, pass_at_k_first
+from soft_thinking.text import THINK_END
 
 
 def _mean(xs: Sequence[float]) -> float | None:
@@ -51,6 +52,7 @@ def summarize_benchmark(
     out["avg_tokens_correct"] = _mean([s["num_tokens"] for s in samples if s["correct"]])
     out["avg_thinking_tokens"] = _mean([s["num_thinking_tokens"] for s in samples])
     out["avg_soft_share"] = _mean([s["soft_share"] for s in samples])
+    out["no_think_end_share"] = _mean([float(THINK_END not in s["text"]) for s in samples if "text" in s])
     counts = Counter(s["grade_status"] for s in samples)
     out["grade_status"] = {st: counts.get(st, 0) for st in STATUSES}
     return out

@@ -124,8 +124,9 @@ class TrainerSection:
     save_freq: int = 50
     test_freq: int = 0  # validate every N steps and before training (0 = never); needs data.val_files
     val_n: int = 4  # samples per validation problem (logs mean@n and pass@n)
-    default_local_dir: str = "runs/run"
+    default_local_dir: str | None = None  # None: runs/train/<arm>, one folder per arm
     resume_mode: str = "auto"  # auto | disable
+    resume_allow_config_change: bool = False  # resume even if arm/model/data/optimizer keys changed
     keep_checkpoints: int = 2
     logger: list[str] = field(default_factory=lambda: ["console", "jsonl"])
     seed: int = 0
@@ -144,6 +145,12 @@ class TrainConfig:
     soft_thinking: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------------------------------
+    @property
+    def out_dir(self) -> Path:
+        """``trainer.default_local_dir``, or ``runs/train/<arm>`` when unset."""
+        t = self.trainer
+        return Path(t.default_local_dir) if t.default_local_dir else Path("runs") / "train" / t.arm
+
     @property
     def actor(self) -> ActorConfig:
         return self.actor_rollout_ref.actor
@@ -303,10 +310,25 @@ def _build(cls: type, node: Any, prefix: str) -> Any:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """YAML file (optional) + ``key=value`` overrides -> validated :class:`TrainConfig`."""
-    base: DictConfig = OmegaConf.load(str(path)) if path is not None else OmegaConf.create({})
-    if overrides:
-        base = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
-    return from_container(OmegaConf.to_container(base, resolve=True))
+    from omegaconf.errors import OmegaConfBaseException
+    from yaml import YAMLError
+
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        base: DictConfig = OmegaConf.load(str(path)) if path is not None else OmegaConf.create({})
+    except (YAMLError, OmegaConfBaseException) as err:
+        raise ConfigError(f"--config {path}: not a valid YAML mapping ({err})") from err
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is invalid: allowed key=value (a dotted key, e.g. trainer.arm=grpo)")
+    try:
+        if overrides:
+            base = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+        container = OmegaConf.to_container(base, resolve=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"config overrides {list(overrides or [])}: {err}") from err
+    return from_container(container)
 
 
 def from_container(container: Any) -> TrainConfig:

@@ -4,23 +4,31 @@
 
 The YAML plus dotted overrides are validated (unknown keys and bad values fail before any
 model is loaded, naming the key); then the run trains, logs and checkpoints under
-``trainer.default_local_dir`` and resumes from its last checkpoint with ``trainer.resume_mode=auto``.
+``trainer.default_local_dir`` (default ``runs/train/<arm>``) and resumes from its last checkpoint
+with ``trainer.resume_mode=auto`` (refused when the arm, model, data or optimizer settings changed,
+unless ``trainer.resume_allow_config_change=true``).
+
+A config error, a missing model or data file, a corrupt dataset or a refused resume prints one
+``error: ...`` line and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from soft_thinking.errors import exit_on_error
 from softgrpo.config import load_config
-from softgrpo.reference.trainer import Trainer
 
 
+@exit_on_error
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="YAML config (verl key names + soft_thinking section)")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
+    from softgrpo.reference.trainer import Trainer  # after the config check: torch/transformers load slowly
+
     Trainer(cfg).train()
     return 0
 

@@ -2,8 +2,9 @@
 
 Sources: ``builtin:arithmetic`` (the embedded default's synthetic task, generated from the seed),
 a JSONL file, or a parquet file in verl's layout (``prompt`` = chat messages, the answer in
-``reward_model.ground_truth``). Every row must hold the prompt and the answer: a missing field is
-an error that names the row.
+``reward_model.ground_truth``, the row's ``data_source``). Every row must hold the prompt and the
+answer: a missing field, invalid JSON or an unreadable parquet is a :class:`DatasetError` that
+names the file and the row (the one dataset error of the toolkit).
 
 :class:`PromptSampler` walks a seeded permutation per epoch; its state is ``(epoch, position)``,
 saved in checkpoints so a resumed run sees the same prompts in the same order.
@@ -11,16 +12,23 @@ saved in checkpoints so a resumed run sees the same prompts in the same order.
 
 from __future__ import annotations
 
+import json
+import os
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from soft_thinking.core.config import ConfigError
+from soft_thinking.errors import SoftGRPOError
+from soft_thinking.io import atomic_write_text
+
+REQUIRED_KEYS: tuple[str, ...] = ("prompt", "answer")
 
 
-class DatasetError(ValueError):
-    """A dataset row or file the trainer cannot use; the message names the row and the field."""
+class DatasetError(SoftGRPOError, ValueError):
+    """A dataset file or row that cannot be used; the message names the file, the row and the field."""
 
 
 @dataclass(frozen=True)
@@ -70,16 +78,61 @@ def load_examples(spec: str, split: str, size: int, seed: int, prompt_key: str =
     if not path.exists():
         raise ConfigError(f"data files {spec!r}: no such file")
     if path.suffix == ".jsonl":
-        from softgrpo.tasks.arithmetic import load_jsonl
-
         rows = load_jsonl(path, required_keys=())
     elif path.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(path).to_pylist()
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise DatasetError(f"{path}: not a readable parquet file ({exc})") from exc
     else:
         raise ConfigError(f"data files {spec!r}: allowed a .jsonl or .parquet file or 'builtin:arithmetic'")
     return _from_rows(rows, prompt_key, answer_key, str(path))
+
+
+def save_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+    """Write one JSON object per line (UTF-8), atomically (:func:`soft_thinking.io.atomic_write_text`)."""
+    lines = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DatasetError(f"row {i} is a {type(row).__name__}, expected a dict")
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    atomic_write_text(path, "".join(lines))
+
+
+def load_jsonl(path: str | os.PathLike[str], required_keys: Sequence[str] = REQUIRED_KEYS) -> list[dict[str, Any]]:
+    """Read a JSONL dataset, checking every row is an object holding ``required_keys``.
+
+    Blank lines are skipped. Row indices in errors count data rows from 0.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DatasetError: invalid JSON or UTF-8, a non-object row, or a missing required key.
+    """
+    path = os.fspath(path)
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = list(f)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc})") from exc
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        idx = len(rows)
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}: row {idx} (line {lineno}) is not valid JSON: {exc}") from exc
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path}: row {idx} (line {lineno}) is a {type(row).__name__}, expected an object")
+        for key in required_keys:
+            if key not in row:
+                raise DatasetError(f"{path}: row {idx} (line {lineno}) is missing required key {key!r}")
+        rows.append(row)
+    return rows
 
 
 class PromptSampler:

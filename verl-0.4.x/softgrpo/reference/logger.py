@@ -1,9 +1,19 @@
-"""Metrics to the console, ``metrics.jsonl`` and, when asked, TensorBoard and Weights & Biases."""
+"""Metrics to the console, ``metrics.jsonl`` and, when asked, TensorBoard and Weights & Biases.
+
+``metrics.jsonl`` is appended, one JSON line per step, and never loses a line. When a run starts:
+
+- resuming from step ``S``: lines of steps after ``S`` (logged after the last checkpoint; those
+  steps run again) move to ``metrics.superseded.jsonl``, and a torn last line (a kill during a
+  write) is dropped with a warning;
+- starting fresh in a folder that already holds a ``metrics.jsonl`` (no checkpoint to resume):
+  the old file is renamed ``metrics.<n>.jsonl`` with a warning, never truncated.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +33,7 @@ class MetricsLogger:
         self.backends = list(backends)
         self.path = self.out_dir / "metrics.jsonl"
         if "jsonl" in self.backends and self.path.exists():
-            # drop lines beyond the resume point so a resumed run does not log a step twice
-            kept = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
-            atomic_write_text(self.path, "".join(k + "\n" for k in kept))
+            prepare_metrics_file(self.path, resume_step)
         self._tb = None
         self._wandb = None
         if "tensorboard" in self.backends:
@@ -56,6 +64,38 @@ class MetricsLogger:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def prepare_metrics_file(path: Path, resume_step: int) -> None:
+    """Make ``path`` hold exactly the steps ``<= resume_step`` without losing a line (module doc)."""
+    if resume_step == 0:
+        if path.stat().st_size:
+            n = 1
+            while (old := path.with_name(f"metrics.{n}.jsonl")).exists():
+                n += 1
+            path.rename(old)
+            warnings.warn(f"{path} belonged to an earlier run with no checkpoint here; moved to {old}", stacklevel=3)
+        return
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    kept, later = [], []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            step = json.loads(line).get("step", 0)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # a kill during the last write
+                warnings.warn(f"{path}: dropped a torn last line ({len(line)} characters)", stacklevel=3)
+                later.append(line)
+                continue
+            raise
+        (kept if step <= resume_step else later).append(line)
+    if later:
+        with path.with_name("metrics.superseded.jsonl").open("a", encoding="utf-8") as f:
+            f.write("".join(ln + "\n" for ln in later))
+    if later or not text.endswith("\n"):
+        atomic_write_text(path, "".join(k + "\n" for k in kept))
 
 
 def _fmt(v: float) -> str:

@@ -44,6 +44,8 @@ from soft_thinking.text import THINK_END, apply_chat_template, derive_seed
 from softgrpo.config import TrainConfig
 from softgrpo.reference.batch import Rollout, rollout_metrics
 from softgrpo.reference.checkpoint import (
+    ResumeError,
+    check_resume_config,
     latest_checkpoint,
     load_trainer_state,
     save_checkpoint,
@@ -68,6 +70,19 @@ class Trainer:
         t = cfg.trainer
         torch.set_num_threads(t.num_threads)
         self.device = torch.device(t.device)
+        self.out_dir = cfg.out_dir
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        # everything that can be refused is checked before a model is loaded: resume, then data
+        self._resume_from = latest_checkpoint(self.ckpt_dir) if t.resume_mode == "auto" else None
+        if self._resume_from is not None:
+            for diff in check_resume_config(self._resume_from, cfg.to_dict(), t.resume_allow_config_change):
+                print(f"warning: resuming {self._resume_from} with a changed config: {diff}", flush=True)
+        d = cfg.data
+        self.train_examples = load_examples(d.train_files, "train", d.train_size, t.seed, d.prompt_key, d.answer_key)
+        self.val_examples = (
+            load_examples(d.val_files, "test", d.val_size, t.seed, d.prompt_key, d.answer_key) if d.val_files else []
+        )
+        self.sampler = PromptSampler(self.train_examples, d.train_batch_size, t.seed, d.shuffle)
         if model is None:
             model, tokenizer = load_model(
                 cfg.actor_rollout_ref.model.path, device=self.device, dtype=cfg.actor_rollout_ref.model.dtype,
@@ -87,12 +102,6 @@ class Trainer:
         self.st_cfg.validate(vocab_size=self.engine.vocab_size, for_training=True)
         self.lp_opts = LogProbOptions.from_config(self.st_cfg)
         self.loss_cfg = cfg.loss_config()
-        d = cfg.data
-        self.train_examples = load_examples(d.train_files, "train", d.train_size, t.seed, d.prompt_key, d.answer_key)
-        self.val_examples = (
-            load_examples(d.val_files, "test", d.val_size, t.seed, d.prompt_key, d.answer_key) if d.val_files else []
-        )
-        self.sampler = PromptSampler(self.train_examples, d.train_batch_size, t.seed, d.shuffle)
         o = cfg.actor.optim
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad], lr=o.lr, weight_decay=o.weight_decay,
@@ -104,8 +113,6 @@ class Trainer:
         has_think_end = bool(self.st_cfg.think_end_token_ids)  # False with soft_until_eos: no think-end
         self.scorer = scorer if scorer is not None else make_scorer(
             rf.path, rf.name, rf.timeout_s, rf.workers, require_think_end=rf.require_think_end and has_think_end)
-        self.out_dir = Path(t.default_local_dir)
-        self.ckpt_dir = self.out_dir / "checkpoints"
         self.global_step = 0
         self.grad_norm_skips = 0
         self._prompt_cache: dict[str, list[int]] = {}
@@ -124,9 +131,7 @@ class Trainer:
         return 1.0
 
     def _resume(self) -> None:
-        if self.cfg.trainer.resume_mode != "auto":
-            return
-        ckpt = latest_checkpoint(self.ckpt_dir)
+        ckpt = self._resume_from
         if ckpt is None:
             return
         from safetensors.torch import load_file
@@ -135,7 +140,7 @@ class Trainer:
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         tied = {"lm_head.weight"} if getattr(self.model.config, "tie_word_embeddings", False) else set()
         if unexpected or set(missing) - tied:
-            raise RuntimeError(f"checkpoint {ckpt} does not match the model: missing={missing} unexpected={unexpected}")
+            raise ResumeError(f"checkpoint {ckpt} does not match the model: missing={missing} unexpected={unexpected}")
         ts = load_trainer_state(ckpt)
         self.optimizer.load_state_dict(ts["optimizer"])
         self.scheduler.load_state_dict(ts["scheduler"])

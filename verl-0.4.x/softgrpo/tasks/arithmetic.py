@@ -19,25 +19,19 @@ and keeps only its own problems, without duplicates.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from soft_thinking.text import THINK_END
+from softgrpo.reference.data import REQUIRED_KEYS, DatasetError, load_jsonl, save_jsonl  # noqa: F401  (re-exported)
 
 SPLITS: tuple[str, ...] = ("train", "test")
 ALLOWED_OPERATORS: tuple[str, ...] = ("+", "-")
 TEST_MODULUS: int = 10
-REQUIRED_KEYS: tuple[str, ...] = ("prompt", "answer")
 THINK_START = "<think>"
 BOXED_OPEN = "\\boxed{"
-
-
-class DatasetError(ValueError):
-    """A malformed dataset file or row; the message names the file, row and problem."""
 
 
 @dataclass(frozen=True)
@@ -172,47 +166,4 @@ def make_dataset(split: str, n: int, seed: int = 0, **task_kw: Any) -> list[dict
             f"could only find {len(rows)} distinct {split} problems of {n} requested for {task}; "
             "use more terms/digits/operators or a smaller n"
         )
-    return rows
-
-
-def save_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> None:
-    """Write one JSON object per line (UTF-8), atomically (temp file then rename)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for i, row in enumerate(rows):
-            if not isinstance(row, dict):
-                raise DatasetError(f"row {i} is a {type(row).__name__}, expected a dict")
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
-def load_jsonl(
-    path: str | os.PathLike[str], required_keys: Sequence[str] = REQUIRED_KEYS
-) -> list[dict[str, Any]]:
-    """Read a JSONL dataset, checking every row is an object holding ``required_keys``.
-
-    Blank lines are skipped. Row indices in errors count data rows from 0.
-
-    Raises:
-        FileNotFoundError: no such file.
-        DatasetError: invalid JSON, a non-object row, or a missing required key.
-    """
-    path = os.fspath(path)
-    rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            idx = len(rows)
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}: row {idx} (line {lineno}) is not valid JSON: {exc}") from exc
-            if not isinstance(row, dict):
-                raise DatasetError(f"{path}: row {idx} (line {lineno}) is a {type(row).__name__}, expected an object")
-            for key in required_keys:
-                if key not in row:
-                    raise DatasetError(f"{path}: row {idx} (line {lineno}) is missing required key {key!r}")
-            rows.append(row)
     return rows
