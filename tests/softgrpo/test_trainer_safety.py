@@ -60,3 +60,23 @@ def test_rollout_is_collated_once_per_step(make, tmp_path: Path, monkeypatch: py
     m = tr.train()
     assert calls == [16, 16]  # one collation of the 4 x 4 samples per step, none per micro-batch
     assert m["actor/first_minibatch_max_abs_log_ratio"] == 0.0
+
+
+def test_exact_logprob_mode_is_refused_with_filters_on(base_overrides) -> None:
+    """The exact density sums over all K candidates, including ones top-p/top-k filtered out of the
+    rollout (p~ = 0): log pi ~ -1e4. It is allowed only when the filters keep every candidate."""
+    for filt in ("actor_rollout_ref.rollout.top_p=0.95", "actor_rollout_ref.rollout.top_k=3",
+                 "actor_rollout_ref.rollout.min_p=0.1"):
+        with pytest.raises(ConfigError, match="logprob_mode"):
+            load_config(None, [*base_overrides, "soft_thinking.logprob_mode=exact", filt])
+    cfg = load_config(None, [*base_overrides, "soft_thinking.logprob_mode=exact"])  # top_p 1, top_k -1
+    assert cfg.soft_thinking_config((7,)).logprob_mode == "exact"
+    grpo = load_config(None, [*base_overrides, "soft_thinking.logprob_mode=exact", "trainer.arm=grpo",
+                              "actor_rollout_ref.rollout.top_p=0.95"])
+    assert grpo.trainer.arm == "grpo"  # discrete rollouts have no soft steps to score
+
+
+def test_exact_mode_without_filters_stays_finite(make, tmp_path: Path) -> None:
+    tr = make(tmp_path, "trainer.total_training_steps=1", "soft_thinking.logprob_mode=exact")
+    m = tr.train()
+    assert m["actor/grad_norm_nonfinite_skips"] == 0 and m["replay/max_abs_diff"] <= 1e-4

@@ -275,6 +275,11 @@ class SoftThinkingConfig:
                 _fail("noise", self.noise, "one of ('gumbel', 'dirichlet', 'gaussian') for training")
             if self.noise_factor != 1.0:
                 _fail("noise_factor", self.noise_factor, "1.0 for training (replay needs g' = q - log p~ ~ Gumbel(0,1))")
+            drops = self.top_p < 1 or self.min_p > 0 or (self.top_k != -1 and self.top_k < self.max_topk)
+            if self.logprob_mode == "exact" and self.enable_soft_thinking and drops:  # issue 8 §4.10
+                _fail("logprob_mode", self.logprob_mode, "'paper' when the thinking filters drop candidates "
+                      "(top_p < 1, min_p > 0 or top_k < max_topk): the exact density would sum over candidates "
+                      "the rollout filtered out (log pi ~ -1e4)")
         return self
 
 
