@@ -149,7 +149,8 @@ def test_overlong_prompt_is_an_error_naming_the_limit(make, tmp_path: Path) -> N
 
 def test_validation_runs_before_training_and_every_test_freq_steps(make, base_overrides, tmp_path: Path) -> None:
     tr = make(tmp_path, "trainer.total_training_steps=2", "trainer.test_freq=2", "data.val_files=builtin:arithmetic",
-              "data.val_size=3", "trainer.val_n=2")
+              "data.val_size=3", "actor_rollout_ref.rollout.val_kwargs.n=2",
+              "actor_rollout_ref.rollout.val_kwargs.do_sample=true", "actor_rollout_ref.rollout.val_kwargs.temperature=1.0")
     tr.train()
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     val_steps = [ln["step"] for ln in lines if "val/mean@n" in ln]

@@ -80,3 +80,31 @@ def test_exact_mode_without_filters_stays_finite(make, tmp_path: Path) -> None:
     tr = make(tmp_path, "trainer.total_training_steps=1", "soft_thinking.logprob_mode=exact")
     m = tr.train()
     assert m["actor/grad_norm_nonfinite_skips"] == 0 and m["replay/max_abs_diff"] <= 1e-4
+
+
+def test_validation_samples_with_val_kwargs_per_source(make, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"data_source": src, "prompt": [{"role": "user", "content": f"Compute {i}+1."}],
+             "reward_model": {"ground_truth": str(i + 1), "style": "rule"}}
+            for src in ("aime", "math") for i in range(2)]
+    for src in ("aime", "math"):
+        pq.write_table(pa.Table.from_pylist([r for r in rows if r["data_source"] == src]), tmp_path / f"{src}.parquet")
+    tr = make(tmp_path / "run", "trainer.total_training_steps=1", "trainer.test_freq=1",
+              f"data.val_files=[{tmp_path / 'aime.parquet'},{tmp_path / 'math.parquet'}]",
+              "actor_rollout_ref.rollout.val_kwargs.do_sample=true", "actor_rollout_ref.rollout.val_kwargs.temperature=0.6",
+              "actor_rollout_ref.rollout.val_kwargs.top_p=0.95", "actor_rollout_ref.rollout.val_kwargs.top_k=5",
+              "actor_rollout_ref.rollout.val_kwargs.n=3")
+    seen = []
+    real = tr.engine.generate
+
+    def spy(prompts, cfg, n, **kw):
+        seen.append((cfg.temperature, cfg.top_p, cfg.top_k, n, len(prompts)))
+        return real(prompts, cfg, n=n, **kw)
+
+    tr.engine.generate = spy
+    m = tr.validate()
+    assert seen == [(0.6, 0.95, 5, 3, 4)]
+    assert {"val/mean@n", "val/pass@3", "val/aime/mean@n", "val/math/mean@n"} <= set(m)
+    assert tr.st_cfg.temperature == 1.0  # the rollout keeps its own settings

@@ -58,12 +58,26 @@ class ActorConfig:
 
 
 @dataclass
+class ValKwargs:
+    """Validation sampling, verl's ``actor_rollout_ref.rollout.val_kwargs`` (same keys, same defaults:
+    greedy, one sample). ``do_sample: false`` means greedy (T=0, no filters, n=1) whatever the other
+    keys say; ``top_k`` 0 or -1 is off. The paper validates at T=0.6, top-p 0.95, top-k 5 (spec §5)."""
+
+    top_k: int = -1
+    top_p: float = 1.0
+    temperature: float = 0.0
+    n: int = 1
+    do_sample: bool = False
+
+
+@dataclass
 class RolloutConfig:
     n: int = 8
     temperature: float = 1.0
     top_p: float = 0.95
     top_k: int = 5
     min_p: float = 0.0
+    val_kwargs: ValKwargs = field(default_factory=ValKwargs)
 
 
 @dataclass
@@ -83,7 +97,7 @@ class ActorRolloutRefConfig:
 @dataclass
 class DataConfig:
     train_files: str | None = None  # JSONL with prompt/answer, or "builtin:arithmetic"
-    val_files: str | None = None
+    val_files: str | list[str] | None = None  # one source or a list (verl: several validation sets)
     train_size: int = 4000  # rows generated for builtin tasks
     val_size: int = 200
     prompt_key: str = "prompt"
@@ -123,7 +137,6 @@ class TrainerSection:
     stop_after_steps: int | None = None  # end this invocation early (resume continues)
     save_freq: int = 50
     test_freq: int = 0  # validate every N steps and before training (0 = never); needs data.val_files
-    val_n: int = 4  # samples per validation problem (logs mean@n and pass@n)
     default_local_dir: str | None = None  # None: runs/train/<arm>, one folder per arm
     resume_mode: str = "auto"  # auto | disable
     resume_allow_config_change: bool = False  # resume even if arm/model/data/optimizer keys changed
@@ -177,6 +190,21 @@ class TrainConfig:
             raise ConfigError(f"soft_thinking: {err}") from err
         return cfg.validate(for_training=True)
 
+    def val_soft_thinking_config(self, rollout_cfg: SoftThinkingConfig) -> tuple[SoftThinkingConfig, int]:
+        """Validation's sampling (``val_kwargs``) on top of the rollout's config, and samples per problem."""
+        vk = self.rollout.val_kwargs
+        answer = dict(after_thinking_temperature=None, after_thinking_top_p=None, after_thinking_top_k=None,
+                      after_thinking_min_p=None)
+        if not vk.do_sample:  # verl: greedy, one sample
+            return rollout_cfg.replace(temperature=0.0, top_p=1.0, top_k=-1, min_p=0.0, **answer).validate(), 1
+        top_k = -1 if vk.top_k in (0, -1) else vk.top_k
+        cfg = rollout_cfg.replace(temperature=vk.temperature, top_p=vk.top_p, top_k=top_k, **answer)
+        try:
+            return cfg.validate(), vk.n
+        except ConfigError as err:
+            msg = str(err).replace("SoftThinkingConfig.", "actor_rollout_ref.rollout.val_kwargs.")
+            raise ConfigError(msg) from err
+
     def loss_config(self):
         from soft_thinking.core.grpo import PPOLossConfig
 
@@ -201,7 +229,6 @@ class TrainConfig:
             _positive_int("trainer.stop_after_steps", t.stop_after_steps)
         _nonneg_int("trainer.save_freq", t.save_freq)
         _nonneg_int("trainer.test_freq", t.test_freq)
-        _positive_int("trainer.val_n", t.val_n)
         _positive_int("trainer.num_threads", t.num_threads)
         _positive_int("trainer.keep_checkpoints", t.keep_checkpoints)
         if t.resume_mode not in ("auto", "disable"):
@@ -265,9 +292,11 @@ class TrainConfig:
         except ConfigError as err:
             raise ConfigError(f"actor_rollout_ref.actor: {err}") from err
         try:
-            self.soft_thinking_config(think_end_token_ids=(0,))
+            st = self.soft_thinking_config(think_end_token_ids=(0,))
         except ConfigError as err:
             raise ConfigError(f"soft_thinking: {err}") from err
+        _positive_int("actor_rollout_ref.rollout.val_kwargs.n", r.val_kwargs.n)
+        self.val_soft_thinking_config(st)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -30,7 +30,7 @@ STEP_DIR = re.compile(r"^global_step_(\d+)$")
 # other key (arm, model, data, rollout, soft_thinking, loss, optimizer, reward, seed) must match
 RESUMABLE_CHANGES = (
     "trainer.total_training_steps", "trainer.stop_after_steps", "trainer.save_freq", "trainer.test_freq",
-    "trainer.val_n", "trainer.logger", "trainer.project_name", "trainer.experiment_name", "trainer.progress",
+    "trainer.logger", "trainer.project_name", "trainer.experiment_name", "trainer.progress",
     "trainer.num_threads", "trainer.device", "trainer.keep_checkpoints", "trainer.resume_mode",
     "trainer.default_local_dir", "trainer.resume_allow_config_change", "data.val_files", "data.val_size",
     "custom_reward_function.timeout_s", "custom_reward_function.workers",

@@ -79,9 +79,9 @@ class Trainer:
                 print(f"warning: resuming {self._resume_from} with a changed config: {diff}", flush=True)
         d = cfg.data
         self.train_examples = load_examples(d.train_files, "train", d.train_size, t.seed, d.prompt_key, d.answer_key)
-        self.val_examples = (
-            load_examples(d.val_files, "test", d.val_size, t.seed, d.prompt_key, d.answer_key) if d.val_files else []
-        )
+        val_files = [d.val_files] if isinstance(d.val_files, str) else list(d.val_files or [])
+        self.val_examples = [e for f in val_files
+                             for e in load_examples(f, "test", d.val_size, t.seed, d.prompt_key, d.answer_key)]
         self.sampler = PromptSampler(self.train_examples, d.train_batch_size, t.seed, d.shuffle)
         if model is None:
             model, tokenizer = load_model(
@@ -285,23 +285,30 @@ class Trainer:
         return rollout_metrics(ro, self.cfg.rollout.n, self.scorer.counts)
 
     def validate(self) -> dict[str, float]:
-        """mean@n and unbiased pass@n on ``data.val_files`` with the rollout's sampling settings
-        (a fixed seed, so successive validations compare the policy, not the noise)."""
+        """mean@n and unbiased pass@n on ``data.val_files`` with ``actor_rollout_ref.rollout.val_kwargs``
+        (a fixed seed, so successive validations compare the policy, not the noise); overall and
+        per data source (``val/<source>/mean@n``)."""
         from eval.metrics import pass_at_k
 
-        n = self.cfg.trainer.val_n
+        st, n = self.cfg.val_soft_thinking_config(self.st_cfg)
         examples = self.val_examples
         samples = self.engine.generate(
-            [self.prompt_ids(e) for e in examples], self.st_cfg, n=n,
+            [self.prompt_ids(e) for e in examples], st, n=n,
             max_new_tokens=self.cfg.data.max_response_length, seed=step_seed(self.cfg.trainer.seed, -1),
         )
         scores = self.score(examples, n, samples)
         correct = [sum(sc > 0.5 for sc in scores[i * n : (i + 1) * n]) for i in range(len(examples))]
-        return {
+        out = {
             "val/mean@n": sum(correct) / (n * len(examples)),
             f"val/pass@{n}": sum(pass_at_k(n, c, n) for c in correct) / len(examples),
             "val/response_length_mean": sum(s.num_tokens for s in samples) / len(samples),
         }
+        sources = [e.data_source or self.cfg.data.data_source for e in examples]
+        if len(set(sources)) > 1:
+            for src in sorted(set(sources)):
+                c = [ci for ci, s in zip(correct, sources) if s == src]
+                out[f"val/{src}/mean@n"] = sum(c) / (n * len(c))
+        return out
 
     def train_step(self) -> dict[str, float]:
         step = self.global_step + 1
