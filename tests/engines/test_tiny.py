@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from transformers import DynamicCache
@@ -76,10 +74,10 @@ def test_chat_template(tok):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_tiny_model_is_deterministic_and_fast(arch):
-    t0 = time.perf_counter()
+def test_tiny_model_is_deterministic_and_small(arch):
+    """Fast by construction (a machine-independent bound, no wall clock): 2 layers, width 64, < 100k weights."""
     model, tok = tiny_model_and_tokenizer(arch, seed=3)
-    assert time.perf_counter() - t0 < 1.0
+    assert model.config.num_hidden_layers == 2 and sum(p.numel() for p in model.parameters()) < 100_000
     again = tiny_model(arch, vocab_size=len(tok), seed=3)
     other = tiny_model(arch, vocab_size=len(tok), seed=4)
     w = model.get_input_embeddings().weight
