@@ -22,14 +22,14 @@ from dataclasses import MISSING, asdict, dataclass, fields, replace
 from functools import cache
 from typing import Any
 
+from soft_thinking.core.noise import NOISE_KINDS, NOISE_REGISTRY
 from soft_thinking.errors import SoftGRPOError
 
-NOISE_KINDS = ("none", "gumbel", "dirichlet", "gaussian")
 LOGPROB_MODES = ("paper", "exact")
 
-#: The original's boolean noise flags. When any of them is given, ``noise`` is the kind of the one
-#: that is on, or ``"none"`` (plain Soft Thinking) when all are off; two on is an error.
-NOISE_SWITCHES = {"add_noise_gumbel_softmax": "gumbel", "add_noise_dirichlet": "dirichlet", "add_noise_gaussian": "gaussian"}
+#: The original's boolean noise flags (from the noise registry). When any of them is given, ``noise``
+#: is the kind of the one that is on, or ``"none"`` (plain Soft Thinking) when all are off; two on is an error.
+NOISE_SWITCHES = {kind.flag: name for name, kind in NOISE_REGISTRY.items() if kind.flag}
 
 
 class ConfigError(SoftGRPOError, ValueError):
