@@ -67,7 +67,7 @@ def soft_config(section: Mapping[str, Any], temperature: float, top_p: float, to
     if not d.get("think_end_token_ids") and not d.get("soft_until_eos", False) and think_end_token_ids:
         d["think_end_token_ids"] = list(think_end_token_ids)
     try:
-        cfg = SoftThinkingConfig.from_dict(d)
+        cfg = SoftThinkingConfig.from_flags(d)
         return cfg.validate(for_training=for_training and cfg.enable_soft_thinking)
     except (TypeError, ValueError) as err:
         raise SoftSettingsError(f"{SECTION_KEY}: {err}") from err
