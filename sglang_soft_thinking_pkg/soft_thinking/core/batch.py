@@ -130,6 +130,7 @@ class BatchStep:
     n_kept: Tensor  # int64 [B]: candidates surviving the filters (1 for discrete steps)
     answer: Tensor  # bool [B]: the step came after thinking had ended (answer phase)
     truncated: Tensor  # bool [B]: the row's kept prefix did not fit in the width (see module doc)
+    forced: Tensor  # bool [B]: the token was forced by Cold Stop (a think-end piece)
 
 
 def counter_step_uniforms(seed: Tensor, position: Tensor, spec: BatchSpec) -> StepUniforms:
@@ -243,5 +244,6 @@ def batched_decode_step(
         n_kept=torch.where(soft, s_kept, torch.ones_like(s_kept)),
         answer=~thinking,
         truncated=truncated,
+        forced=is_forced,
     )
     return step, phase
