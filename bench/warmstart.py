@@ -1,0 +1,81 @@
+"""Robustness of the quickstart's warm start over seeds and CPU thread counts.
+
+    python -m bench.warmstart [--seeds 6] [--threads 1 2] [--out bench/results/warmstart.json]
+
+Runs ``python -m softgrpo.quickstart --stage warmstart --seed S --threads T`` for every pair in a
+fresh process (one at a time, so the timings do not compete), each into its own temporary folder,
+and records steps, held-out greedy accuracy and seconds per run, with the median and the worst.
+Exit status 1 when any run missed the target (the JSON is still written, with ``"all_reached": false``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from soft_thinking.io import atomic_write_json
+from softgrpo.reference.sft import SFTConfig
+
+OUT = Path(__file__).resolve().parent / "results" / "warmstart.json"
+
+
+def run_one(seed: int, threads: int, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="warmstart-") as tmp:
+        cmd = [sys.executable, "-m", "softgrpo.quickstart", "--stage", "warmstart", "--seed", str(seed),
+               "--threads", str(threads), "--out", tmp, *extra, "trainer.progress=false"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 2):
+        raise RuntimeError(f"{' '.join(cmd)} crashed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    if proc.returncode == 2:  # WarmStartFailed: the target was missed
+        return {"seed": seed, "threads": threads, "reached": False, "error": proc.stderr.strip().splitlines()[-1],
+                "wall_seconds": wall}
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**info, "reached": True, "wall_seconds": wall}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=6)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("extra", nargs="*", help="more quickstart arguments (e.g. --sft-max-steps 2000)")
+    args = p.parse_args(argv)
+    runs = []
+    for threads in args.threads:
+        for seed in range(args.seeds):
+            r = run_one(seed, threads, args.extra)
+            runs.append(r)
+            print(json.dumps(r), flush=True)
+    ok = [r for r in runs if r["reached"]]
+    summary = {}
+    for threads in args.threads:
+        rs = [r for r in ok if r["threads"] == threads]
+        if rs:
+            steps, secs = [r["steps"] for r in rs], [r["seconds"] for r in rs]
+            summary[f"threads={threads}"] = {"runs": len(rs), "steps_median": statistics.median(steps),
+                                             "steps_worst": max(steps), "seconds_median": statistics.median(secs),
+                                             "seconds_worst": max(secs),
+                                             "accuracy_min": min(r["greedy_accuracy"] for r in rs)}
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
+              "cpus": os.cpu_count(), "torch": torch.__version__, "recipe": SFTConfig().__dict__,
+              "extra_args": args.extra, "all_reached": len(ok) == len(runs), "summary": summary, "runs": runs}
+    atomic_write_json(args.out, result)
+    print(json.dumps(summary, indent=2))
+    return 0 if result["all_reached"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
