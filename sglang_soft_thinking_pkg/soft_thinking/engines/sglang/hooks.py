@@ -18,9 +18,11 @@ through one non-blocking copy; so the overlap scheduler and CUDA graphs stay on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,15 +194,31 @@ def around_sample(original: Any, runner: Any, logits_output: Any, forward_batch:
         table.dirty = True
         retracted = table.upload(torch.tensor([bool(o) for o in outs]))
     slots = forward_batch.req_pool_indices[:b]
-    step = table.step(logits, slots, forward_batch.seq_lens[:b])  # before `original` scales logits in place
+    with sync_debug(logits.device):
+        step = table.step(logits, slots, forward_batch.seq_lens[:b])  # before `original` scales logits in place
     next_ids = original(runner, logits_output, forward_batch)
-    soft_row = table.soft_req[slots]
-    out = torch.where(soft_row, step.tokens.to(next_ids.dtype), next_ids)
-    lp = getattr(logits_output, "next_token_logprobs", None)
-    if forward_batch.return_logprob and lp is not None:
-        logits_output.next_token_logprobs = torch.where(soft_row, step.logprobs.to(lp.dtype), lp)
-    logits_output.customized_info = {TRACE_KEY: RowBytes(pack_rows(step, retracted))}  # a new dict each step
+    with sync_debug(logits.device):
+        soft_row = table.soft_req[slots]
+        out = torch.where(soft_row, step.tokens.to(next_ids.dtype), next_ids)
+        lp = getattr(logits_output, "next_token_logprobs", None)
+        if forward_batch.return_logprob and lp is not None:
+            logits_output.next_token_logprobs = torch.where(soft_row, step.logprobs.to(lp.dtype), lp)
+        logits_output.customized_info = {TRACE_KEY: RowBytes(pack_rows(step, retracted))}  # a new dict each step
     return out
+
+
+@contextlib.contextmanager
+def sync_debug(device: torch.device) -> Iterator[None]:
+    """With ``SOFTGRPO_SGLANG_SYNC_DEBUG=1``: any host sync in the plug-in's own device code raises."""
+    if device.type != "cuda" or os.environ.get("SOFTGRPO_SGLANG_SYNC_DEBUG") != "1":
+        yield
+        return
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
 
 
 def _slot(req: Any, i: int, forward_batch: Any) -> int:
