@@ -2,9 +2,13 @@
 
 import torch
 
+import pytest
+
+from soft_thinking.core.config import ConfigError, SoftThinkingConfig
 from soft_thinking.core.mixture import mix_embeddings
 from soft_thinking.core.noise import NoiseParams, mixture_weights
 from soft_thinking.core.phase import PhaseTracker
+from soft_thinking.core.plan import StepPlan
 from soft_thinking.core.sampling import SamplingTensors
 from soft_thinking.core.step import decode_step, discrete_step, soft_step
 
@@ -17,6 +21,12 @@ def gens(n: int, seed: int = 0) -> list[torch.Generator]:
 
 def settings(b: int, t: float = 1.0, k: int = 5, p: float = 0.95, mp: float = 0.0) -> SamplingTensors:
     return SamplingTensors.build(b, "cpu", t, k, p, mp)
+
+
+def plan(b: int, **kw) -> StepPlan:
+    """A batch of ``b`` rows sharing one config (thinking: T=1, top_k=5, top_p=0.95, K=5)."""
+    base = dict(think_end_token_ids=(39,), temperature=1.0, top_k=5, top_p=0.95, max_topk=K)
+    return StepPlan.build([SoftThinkingConfig(**{**base, **kw})] * b)
 
 
 def test_mix_embeddings_one_hot_and_k1_are_exact() -> None:
@@ -81,7 +91,7 @@ def test_multi_token_think_end_and_discrete_think_end_step() -> None:
         lg = logits.clone()
         lg[0, tok] = 20.0
         lg[1, 3] = 20.0
-        r = decode_step(lg, ph, settings(b), settings(b, k=1), gens(b, t), "gumbel", NoiseParams(), K)
+        r = decode_step(lg, ph, plan(b, after_thinking_top_k=1), gens(b, t))
         assert r.tokens[0].item() == tok
         soft_flags.append(bool(r.soft[0]))
     assert soft_flags == [True, True, True, False, False]
@@ -97,7 +107,7 @@ def test_cold_stop_forces_after_exactly_n_low_entropy_steps() -> None:
     steps = [flat, peaked, peaked, flat, peaked, peaked, peaked, peaked, peaked]
     out = []
     for t, lg in enumerate(steps):
-        r = decode_step(lg, ph, settings(1), settings(1), gens(1, t), "gumbel", NoiseParams(), K)
+        r = decode_step(lg, ph, plan(1), gens(1, t))
         out.append((r.tokens.item(), bool(r.soft.item())))
     # the run resets at the flat step 3; steps 4,5,6 are low-entropy -> step 6 forced to 30, step 7 to 31
     assert out[6] == (30, False) and out[7] == (31, False)
@@ -108,12 +118,12 @@ def test_cold_stop_forces_after_exactly_n_low_entropy_steps() -> None:
 def test_after_thinking_settings_apply_and_compat_flag_reproduces_bug() -> None:
     b = 64
     logits = torch.randn(1, V, generator=torch.Generator().manual_seed(5)).expand(b, -1)
-    think, answer = settings(b, t=1.0, k=5, p=1.0), settings(b, t=1.0, k=1, p=1.0)
+    kw = dict(temperature=1.0, top_k=5, top_p=1.0, after_thinking_top_k=1)
     ph = PhaseTracker(b, (39,), soft_thinking=False)  # all rows in the answer phase
-    r = decode_step(logits, ph, think, answer, gens(b), "gumbel", NoiseParams(), K)
+    r = decode_step(logits, ph, plan(b, **kw), gens(b))
     assert (r.tokens == logits[0].argmax()).all() and not r.soft.any()  # after_thinking_top_k=1: greedy
     ph = PhaseTracker(b, (39,), soft_thinking=False)
-    r = decode_step(logits, ph, think, answer, gens(b), "gumbel", NoiseParams(), K, compat_stale_phase_mask=True)
+    r = decode_step(logits, ph, plan(b, compat_stale_phase_mask=True, **kw), gens(b))
     assert r.tokens.unique().numel() > 1 and not r.soft.any()  # Gumbel-argmax over top-5 ignores top_k=1
     lp = torch.log_softmax(logits, -1).gather(-1, r.tokens.unsqueeze(-1)).squeeze(-1)
     torch.testing.assert_close(r.logprobs, lp)
@@ -123,7 +133,7 @@ def test_eos_free_soft_until_eos_tracker_never_ends() -> None:
     ph = PhaseTracker(2, (), soft_thinking=True, entropy_threshold=0.0)
     lg = torch.randn(2, V)
     for t in range(3):
-        r = decode_step(lg, ph, settings(2), settings(2), gens(2, t), "gumbel", NoiseParams(), K)
+        r = decode_step(lg, ph, plan(2), gens(2, t))
         assert r.soft.all()
     assert ph.thinking.all()
 
@@ -144,3 +154,64 @@ def test_tracker_select_drops_rows() -> None:
     ph = PhaseTracker(3, (7,), soft_thinking=True, entropy_threshold=1.0, length_threshold=2)
     ph.select(torch.tensor([0, 2]))
     assert ph.thinking.shape == (2,) and ph.window.shape == (2, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-row settings
+# ---------------------------------------------------------------------------------------------
+MIXED = [  # rows of one batch with different filters, noise kinds, K, tau_g and noise factors
+    dict(noise="gumbel", max_topk=5, gumbel_softmax_temperature=0.1, top_k=-1, top_p=0.9),
+    dict(noise="gumbel", max_topk=3, gumbel_softmax_temperature=0.5, noise_factor=0.5, top_k=8, top_p=1.0),
+    dict(noise="dirichlet", max_topk=4, gumbel_softmax_temperature=1.0, top_k=-1, top_p=0.95, min_p=0.01),
+    dict(noise="gaussian", max_topk=2, top_k=5, top_p=0.95, temperature=0.7),
+    dict(noise="none", max_topk=5, top_k=-1, top_p=1.0, temperature=1.3),
+    dict(noise="gumbel", max_topk=5, temperature=0.0),  # greedy: noise-free
+    dict(noise="gumbel", max_topk=1, top_k=-1, top_p=0.9, after_thinking_temperature=0.5),
+]
+
+
+def mixed_configs() -> list[SoftThinkingConfig]:
+    base = dict(think_end_token_ids=(39,), early_stopping_entropy_threshold=0.3, early_stopping_length_threshold=2)
+    return [SoftThinkingConfig(**{**base, **kw}) for kw in MIXED]
+
+
+def test_plan_holds_each_rows_settings() -> None:
+    cfgs = mixed_configs()
+    p = StepPlan.build(cfgs)
+    assert p.k == 5 and p.max_topk.tolist() == [5, 3, 4, 2, 5, 5, 1]
+    assert p.noise.tolist() == [1, 1, 2, 3, 0, 0, 1]  # the greedy row draws no noise
+    assert p.params.tau_g.tolist() == [c.gumbel_softmax_temperature for c in cfgs]
+    assert p.think.top_k.tolist() == [-1, 8, -1, 5, -1, 5, -1]
+    assert p.answer.temperature.tolist()[-1] == 0.5
+    assert p.candidate_mask()[1].tolist() == [True, True, True, False, False]
+    # leave and join: the rows of a concatenation are the rows of its parts
+    idx = torch.tensor([6, 1, 3])
+    joined = StepPlan.cat([p.rows(idx), StepPlan.build(cfgs[:2])])
+    assert joined.max_topk.tolist() == [1, 3, 2, 5, 3] and joined.k == 5
+    assert torch.equal(joined.params.noise_factor, torch.tensor([1.0, 0.5, 1.0, 1.0, 0.5], dtype=torch.float64))
+    with pytest.raises(ConfigError, match="rows of one batch must share SoftThinkingConfig.think_end_token_ids"):
+        StepPlan.build([cfgs[0], cfgs[0].replace(think_end_token_ids=(38,))])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_row_of_a_mixed_batch_equals_the_row_alone(seed: int) -> None:
+    """Per-row settings: every row of a mixed batch steps exactly as in a batch of its own,
+    through thinking, Cold Stop (entropy threshold 0.3, 2 steps) and the answer phase."""
+    cfgs = mixed_configs()
+    b = len(cfgs)
+    g = torch.Generator().manual_seed(seed)
+    logits = [torch.randn(b, V, generator=g) * s for s in (3.0, 8.0, 12.0, 12.0, 12.0, 2.0, 3.0, 1.0)]
+    batch_plan, batch_phase = StepPlan.build(cfgs), StepPlan.build(cfgs).new_phase()
+    batch_gens = gens(b, seed)
+    solo = [(StepPlan.build([c]), StepPlan.build([c]).new_phase(), [batch_gens_i]) for c, batch_gens_i in zip(cfgs, gens(b, seed))]
+    for lg in logits:
+        r = decode_step(lg, batch_phase, batch_plan, batch_gens)
+        assert r.ids.shape == (b, 5)
+        for i, (p, ph, gen) in enumerate(solo):
+            one = decode_step(lg[i : i + 1], ph, p, gen)
+            k = cfgs[i].max_topk
+            assert torch.equal(r.tokens[i], one.tokens[0]) and torch.equal(r.soft[i], one.soft[0])
+            assert torch.equal(r.ids[i, :k], one.ids[0]) and torch.equal(r.q[i, :k], one.q[0])
+            assert torch.equal(r.weights[i, :k], one.weights[0]) and torch.equal(r.logprobs[i], one.logprobs[0])
+            assert (r.ids[i, k:] == 0).all() and (r.weights[i, k:] == 0).all()  # padding adds nothing
+    assert batch_phase.cold_stopped.any() and not batch_phase.thinking.all()  # both phases were exercised

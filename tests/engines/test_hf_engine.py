@@ -112,6 +112,32 @@ def test_sample_alone_equals_sample_in_batch_of_8(mode: str) -> None:
     assert [s.token_ids for s in chunked] == [s.token_ids for s in batch]
 
 
+def test_per_prompt_configs_give_each_prompt_its_own_samples() -> None:
+    """Rows of one batch with different filters, noise kinds, K, tau_g and noise factors: each
+    prompt's samples equal those of a call with that prompt and config alone."""
+    engine = make_engine("qwen2")
+    cfgs = [
+        soft_cfg(top_k=-1, top_p=0.9),
+        soft_cfg(max_topk=3, gumbel_softmax_temperature=0.5, noise_factor=0.5, top_k=8, top_p=1.0),
+        soft_cfg(noise="dirichlet", gumbel_softmax_temperature=1.0, max_topk=4),
+        soft_cfg(noise="none", temperature=0.7, after_thinking_temperature=0.3, max_topk=2),
+    ]
+    batch = engine.generate(PROMPTS, cfgs, n=2, max_new_tokens=40, seed=7)
+    for i, cfg in enumerate(cfgs):
+        alone = engine.generate([PROMPTS[i]], cfg, n=2, max_new_tokens=40, seed=7, prompt_offset=i)
+        for a, b in zip(alone, batch[2 * i : 2 * i + 2]):
+            assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+            assert a.trace.K == b.trace.K == cfg.max_topk
+            assert torch.equal(a.trace.ids, b.trace.ids) and torch.equal(a.trace.soft, b.trace.soft)
+            torch.testing.assert_close(a.trace.q, b.trace.q, rtol=0, atol=1e-5)  # batched float32 logits
+            assert a.trace.answer_start == b.trace.answer_start
+            assert (b.trace.noise, b.trace.tau_g) == (cfg.noise, cfg.gumbel_softmax_temperature)
+    with pytest.raises(EngineError, match="one per prompt"):
+        engine.generate(PROMPTS, cfgs[:2], max_new_tokens=4)
+    with pytest.raises(ConfigError, match="rows of one batch must share"):
+        engine.generate(PROMPTS[:2], [cfgs[0], cfgs[0].replace(think_end_token_ids=(6,))], max_new_tokens=4)
+
+
 def test_sample_seed_depends_on_every_key() -> None:
     base = sample_seed(0, 1, 2)
     assert base == sample_seed(0, 1, 2)

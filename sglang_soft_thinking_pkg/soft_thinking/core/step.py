@@ -14,8 +14,9 @@ visible token.
 :func:`discrete_step`: inverse-CDF sampling (or argmax for T = 0) from the filtered
 distribution; ``ids = [token, 0, ...]``, ``q = 0``, ``w = [1, 0, ...]``, ``log pi = log p[token]``.
 
-:func:`decode_step` puts them together with a :class:`PhaseTracker`: thinking rows take soft
-steps, answer rows discrete steps with the ``after_thinking_*`` settings, forced rows (Cold
+:func:`decode_step` puts them together with a :class:`PhaseTracker` and a :class:`StepPlan`
+(each row's settings): thinking rows take soft steps, answer rows discrete steps with the
+``after_thinking_*`` settings, forced rows (Cold
 Stop) emit the think-end pieces, and the step that completes the think-end is made discrete.
 The next input of every row is ``mix_embeddings(E, ids, weights)`` (exactly ``E[token]`` for a
 discrete row).
@@ -39,6 +40,7 @@ from soft_thinking.core.noise import (
     sample_uniforms,
 )
 from soft_thinking.core.phase import PhaseTracker
+from soft_thinking.core.plan import StepPlan
 from soft_thinking.core.sampling import (
     SamplingTensors,
     entropy_from_log_probs,
@@ -81,9 +83,20 @@ class StepResult:
         )
 
     def scatter_(self, rows: Tensor, other: StepResult) -> None:
-        """Write ``other`` (a result for ``rows``) into this batch-wide result."""
+        """Write ``other`` (a result for ``rows``, possibly fewer candidates wide) into this one."""
         for f in fields(self):
-            getattr(self, f.name)[rows] = getattr(other, f.name)
+            src = getattr(other, f.name)
+            if src.dim() == 2:  # ids / q / weights [n, K']: the first K' columns
+                getattr(self, f.name)[rows, : src.shape[1]] = src
+            else:
+                getattr(self, f.name)[rows] = src
+
+    def widen_(self, k: int) -> StepResult:
+        """Pad ids / q / weights with zero columns to ``k`` candidates (no-op when already ``k`` wide)."""
+        pad = k - self.ids.shape[1]
+        if pad > 0:
+            self.ids, self.q, self.weights = (torch.nn.functional.pad(x, (0, pad)) for x in (self.ids, self.q, self.weights))
+        return self
 
     def make_discrete_(self, rows: Tensor) -> None:
         """Turn the steps of ``rows`` (bool [B]) into discrete steps of their visible token."""
@@ -183,57 +196,54 @@ def forced_step(logp: Tensor, tokens: Tensor, max_topk: int, entropy: Tensor | N
 def decode_step(
     logits: Tensor,
     phase: PhaseTracker,
-    think: SamplingTensors,
-    answer: SamplingTensors,
-    generators: Sequence[torch.Generator] | UniformSource,
-    noise: str,
-    params: NoiseParams,
-    max_topk: int,
-    opts: LogProbOptions | None = None,
-    compat_stale_phase_mask: bool = False,
+    plan: StepPlan,
+    randomness: Sequence[torch.Generator] | UniformSource,
 ) -> StepResult:
-    """One step for a batch in mixed phases; updates ``phase`` in place.
+    """One step for a batch in mixed phases and with per-row settings; updates ``phase`` in place.
 
-    Thinking rows: :func:`soft_step` with the thinking settings. Answer rows:
+    Thinking rows: :func:`soft_step` with the row's thinking filters, noise kind, K, tau_g and
+    noise factor (rows sharing a noise kind and K are stepped together). Answer rows:
     :func:`discrete_step` with the answer settings, or, with ``compat_stale_phase_mask`` (the
     original's bug), a Gumbel-argmax choice over the thinking filters fed back as a discrete
     token. Forced rows (Cold Stop) emit their think-end piece. The step whose token completes
-    the think-end sequence is made discrete.
+    the think-end sequence is made discrete. The result is ``plan.k`` wide; the columns past a
+    row's own K are zero (weight 0: they add nothing to the mixture).
     """
     b, device = logits.shape[0], logits.device
+    source = as_source(randomness)
+    opts = plan.logprob
     thinking = phase.thinking.clone()
-    stale = (~thinking) if compat_stale_phase_mask else torch.zeros_like(thinking)
+    stale = (~thinking) if plan.compat_stale_phase_mask else torch.zeros_like(thinking)
     use_think = thinking | stale
-    temperature = torch.where(use_think, think.temperature, answer.temperature)
+    temperature = torch.where(use_think, plan.think.temperature, plan.answer.temperature)
     logp = scaled_log_probs(logits, temperature)
     entropy = entropy_from_log_probs(logp)
     forced = phase.forced_tokens(entropy)
     is_forced = forced >= 0
 
     n_think, n_forced = int(use_think.sum()), int(is_forced.sum())
-    if n_forced == 0 and n_think in (0, b):  # one phase for the whole batch: no gather/scatter
-        gens = as_source(generators)
-        if n_think == b:
-            result = soft_step(logits, think, gens, noise, params, max_topk, opts, logp, entropy)
-        else:
-            result = discrete_step(logits, answer, gens, max_topk, logp, entropy)
+    if n_forced == 0 and n_think == 0:  # all answering: no gather/scatter
+        result = discrete_step(logits, plan.answer, source, plan.k, logp, entropy)
+    elif n_forced == 0 and n_think == b and len(plan.row_groups) == 1:  # all thinking alike
+        (kind, k), _ = plan.row_groups[0]
+        result = soft_step(logits, plan.think, source, kind, plan.params, k, opts, logp, entropy).widen_(plan.k)
     else:
-        result = StepResult.empty(b, max_topk, device, logp.dtype)
-        soft_rows = (use_think & ~is_forced).nonzero().squeeze(-1)
-        if soft_rows.numel():
-            gens = as_source(generators).rows(soft_rows)
-            part = soft_step(logits[soft_rows], think[soft_rows], gens, noise, params, max_topk, opts,
-                             logp[soft_rows], entropy[soft_rows])
-            result.scatter_(soft_rows, part)
+        result = StepResult.empty(b, plan.k, device, logp.dtype)
+        soft_rows = use_think & ~is_forced
+        for (kind, k), members in plan.row_groups:
+            rows = (soft_rows & members).nonzero().squeeze(-1)
+            if rows.numel():
+                part = soft_step(logits[rows], plan.think[rows], source.rows(rows), kind, plan.params.rows(rows), k,
+                                 opts, logp[rows], entropy[rows])
+                result.scatter_(rows, part)
         answer_rows = (~use_think & ~is_forced).nonzero().squeeze(-1)
         if answer_rows.numel():
-            gens = as_source(generators).rows(answer_rows)
-            part = discrete_step(logits[answer_rows], answer[answer_rows], gens, max_topk, logp[answer_rows],
-                                 entropy[answer_rows])
+            part = discrete_step(logits[answer_rows], plan.answer[answer_rows], source.rows(answer_rows), plan.k,
+                                 logp[answer_rows], entropy[answer_rows])
             result.scatter_(answer_rows, part)
         forced_rows = is_forced.nonzero().squeeze(-1)
         if forced_rows.numel():
-            result.scatter_(forced_rows, forced_step(logp[forced_rows], forced[forced_rows], max_topk, entropy[forced_rows]))
+            result.scatter_(forced_rows, forced_step(logp[forced_rows], forced[forced_rows], plan.k, entropy[forced_rows]))
 
     ended = phase.update(result.tokens)
     result.make_discrete_(ended | stale)
