@@ -7,34 +7,10 @@ that needs them **fails**, so a missing data mount cannot turn the benchmark tes
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_BENCHMARKS = REPO.parent / "shared" / "data" / "benchmarks"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def benchmark_path() -> Path:
-    env = os.environ.get("SOFTGRPO_BENCHMARK_DIR")
-    return Path(env) if env else SHARED_BENCHMARKS
-
-
-def require_benchmarks(*names: str) -> Path:
-    """The benchmark folder when it holds ``names``; else skip (fail under ``CI=true``)."""
-    d = benchmark_path()
-    missing = [n for n in names if not (d / n).is_file()]
-    if missing:
-        msg = f"benchmark files {missing} not found in {d} (set SOFTGRPO_BENCHMARK_DIR)"
-        if in_ci():
-            pytest.fail(f"{msg}; CI=true requires the shared benchmark data", pytrace=False)
-        pytest.skip(msg)
-    return d
+from benchmark_data import require_benchmarks  # tests/ is on sys.path (rootdir conftest, no __init__.py)
 
 
 @pytest.fixture(scope="session")

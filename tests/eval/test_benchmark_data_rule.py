@@ -1,4 +1,4 @@
-"""tests/conftest.py: a test that needs the shared benchmark data skips on a developer machine without
+"""tests/benchmark_data.py (the benchmark_dir fixture of tests/conftest.py): a test that needs the shared benchmark data skips on a developer machine without
 it, and fails under CI=true (a missing data mount must not turn the benchmark tests into skips)."""
 
 import importlib.util
@@ -8,8 +8,8 @@ import pytest
 
 
 def load_conftest():
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("tests_root_conftest", path)
+    path = Path(__file__).resolve().parents[1] / "benchmark_data.py"
+    spec = importlib.util.spec_from_file_location("tests_benchmark_data", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

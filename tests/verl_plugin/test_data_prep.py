@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pandas as pd
-from conftest import require_benchmarks
+from benchmark_data import require_benchmarks
 
 from softgrpo.verl_plugin.data_prep import SUFFIX, prepare
 
