@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+import inspect
+
+from soft_thinking.core import grpo
 from soft_thinking.core.grpo import (
     KL_PENALTY_KINDS,
     LOSS_AGG_MODES,
@@ -16,11 +19,8 @@ from soft_thinking.core.grpo import (
     broadcast_to_tokens,
     compute_actor_loss,
     compute_grpo_advantages,
-    get_adv_estimator,
-    get_policy_loss,
+    compute_policy_loss_vanilla,
     kl_penalty,
-    ppo_clip_loss,
-    register_adv_estimator,
 )
 
 
@@ -29,6 +29,12 @@ def core_algos():
     """verl 0.9.1's core_algos for the parity tests; only they skip without verl (the float64 hand
     references above and below always run)."""
     return pytest.importorskip("verl.trainer.ppo.core_algos")
+
+
+def vanilla(old_log_prob, log_prob, advantages, mask, lo=0.2, hi=0.2, c=3.0, loss_agg_mode="token-mean"):
+    """The tests' shorthand: compute_policy_loss_vanilla with explicit clip settings (verl's order)."""
+    cfg = PPOLossConfig(clip_ratio_low=lo, clip_ratio_high=hi, clip_ratio_c=c)
+    return compute_policy_loss_vanilla(old_log_prob, log_prob, advantages, mask, loss_agg_mode, cfg)
 
 
 def _rand_batch(seed: int, B: int = 6, T: int = 9, dtype: torch.dtype = torch.float64):
@@ -72,7 +78,7 @@ def test_grpo_advantages_hand_reference():
     ]
     torch.testing.assert_close(adv, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=0)
     # Dr.GRPO: no std scaling; singleton keeps r (mean 0)
-    dr = compute_grpo_advantages(r, groups, norm_by_std=False)
+    dr = compute_grpo_advantages(r, groups, norm_adv_by_std_in_grpo=False)
     torch.testing.assert_close(dr, torch.tensor([0.5, -0.5, -0.5, 0.5, 0.0, 0.0, 0.5], dtype=torch.float64))
 
 
@@ -89,7 +95,7 @@ def test_grpo_advantages_match_verl(norm_by_std, core_algos):
     ref, _ = core_algos.compute_grpo_outcome_advantage(
         rewards, mask, index, epsilon=1e-6, norm_adv_by_std_in_grpo=norm_by_std
     )
-    ours = broadcast_to_tokens(compute_grpo_advantages(scores, list(index), norm_by_std=norm_by_std), mask)
+    ours = broadcast_to_tokens(compute_grpo_advantages(scores, list(index), norm_adv_by_std_in_grpo=norm_by_std), mask)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
     assert ours[36, 0] == pytest.approx(float(scores[36]) / (1 + 1e-6) if norm_by_std else float(scores[36]))
 
@@ -100,7 +106,7 @@ def test_equal_rewards_give_zero_advantage_and_zero_gradient():
     log_prob = torch.randn(5, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     log_prob.requires_grad_(True)
     mask = torch.ones(5, 4, dtype=torch.float64)
-    loss, _ = ppo_clip_loss(log_prob, log_prob.detach() + 0.1, broadcast_to_tokens(adv.double(), mask), mask)
+    loss, _ = vanilla(log_prob.detach() + 0.1, log_prob, broadcast_to_tokens(adv.double(), mask), mask)
     loss.backward()
     assert loss.item() == 0.0
     assert torch.count_nonzero(log_prob.grad) == 0
@@ -123,7 +129,7 @@ def test_agg_loss_hand_reference():
     assert agg_loss(L, m, "seq-mean-token-mean").item() == pytest.approx((2.0 + 4.5) / 2)
     assert agg_loss(L, m, "seq-mean-token-sum-norm").item() == pytest.approx((6.0 + 9.0) / 2 / 4)
     assert agg_loss(L, m, "seq-mean-token-sum-norm", loss_scale_factor=10).item() == pytest.approx(0.75)
-    assert agg_loss(L, m, "token-mean", batch_num_tokens=10, dp_size=2).item() == pytest.approx(3.0)
+    assert agg_loss(L, m, "token-mean", batch_num_tokens=10).item() == pytest.approx(1.5)
     assert agg_loss(L, torch.zeros_like(m), "token-mean").item() == 0.0  # verl: NaN
     with pytest.raises(ValueError, match="allowed"):
         agg_loss(L, m, "token-avg")
@@ -136,8 +142,8 @@ def test_agg_loss_matches_verl(mode, core_algos):
     m = (torch.rand(6, 11, generator=g) < 0.7).double()
     m[2] = 0  # one fully masked sequence
     torch.testing.assert_close(agg_loss(L, m, mode), core_algos.agg_loss(L, m, mode), rtol=1e-7, atol=0)
-    kw = {"global_batch_size": 16, "batch_num_tokens": 40, "dp_size": 4, "loss_scale_factor": 7}
-    theirs = core_algos.agg_loss(L, m, mode, **kw)
+    kw = {"global_batch_size": 16, "batch_num_tokens": 40, "loss_scale_factor": 7}
+    theirs = core_algos.agg_loss(L, m, mode, dp_size=1, **kw)  # one process: no dp_size here
     torch.testing.assert_close(agg_loss(L, m, mode, **kw), theirs, rtol=1e-7, atol=0)
 
 
@@ -167,7 +173,7 @@ def test_ppo_clip_loss_hand_reference():
     old[0, :3] = lp[0, :3] + 2.0  # ratio e^-2: exercises the dual clip when A < 0
     old[4, :3] = lp[4, :3] - 25.0  # log ratio beyond the +-20 clamp
     adv[0] = -1.3
-    loss, stats = ppo_clip_loss(lp, old, adv, mask, 0.2, 0.28, 3.0)
+    loss, stats = vanilla(old, lp, adv, mask, 0.2, 0.28, 3.0)
     want = _ppo_reference(lp, old, adv, mask, 0.2, 0.28, 3.0)
     assert loss.item() == pytest.approx(want[0], rel=1e-12)
     assert stats["clipfrac"].item() == pytest.approx(want[1], rel=1e-12)
@@ -178,11 +184,11 @@ def test_ppo_clip_loss_hand_reference():
 
 @pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_ppo_clip_loss_matches_verl(mode, seed, core_algos):
+def test_policy_loss_matches_verl(mode, seed, core_algos):
     lp, old, adv, mask = _rand_batch(seed, dtype=torch.float32)
     adv[1] = -adv[1].abs() - 0.5
     old[1] = lp[1] + 1.5  # dual clip active
-    loss, stats = ppo_clip_loss(lp, old, adv, mask, 0.2, 0.3, 3.0, loss_agg_mode=mode)
+    loss, stats = vanilla(old, lp, adv, mask, 0.2, 0.3, 3.0, loss_agg_mode=mode)
     ref_loss, ref_stats = core_algos.compute_policy_loss_vanilla(
         old_log_prob=old, log_prob=lp, advantages=adv, response_mask=mask, loss_agg_mode=mode,
         config=_ActorCfg(0.2, 0.3, 3.0),
@@ -193,13 +199,22 @@ def test_ppo_clip_loss_matches_verl(mode, seed, core_algos):
     assert stats["clipfrac_lower"].item() == pytest.approx(ref_stats["actor/pg_clipfrac_lower"], abs=1e-6)
 
 
+def test_rollout_is_weights_match_verl(core_algos):
+    lp, old, adv, mask = _rand_batch(3, dtype=torch.float32)
+    w = torch.rand(lp.shape, generator=torch.Generator().manual_seed(9)) + 0.5
+    cfg = PPOLossConfig(clip_ratio_low=0.2, clip_ratio_high=0.3)
+    ours, _ = compute_policy_loss_vanilla(old, lp, adv, mask, "token-mean", cfg, rollout_is_weights=w)
+    theirs, _ = core_algos.compute_policy_loss_vanilla(old, lp, adv, mask, "token-mean", _ActorCfg(0.2, 0.3, 3.0), w)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
 def test_ratio_one_positive_advantage_gives_minus_mean_advantage():
     g = torch.Generator().manual_seed(7)
     adv = torch.rand(4, 6, generator=g, dtype=torch.float64) + 0.1
     lp = torch.randn(4, 6, generator=g, dtype=torch.float64)
     mask = torch.ones(4, 6, dtype=torch.float64)
     mask[3, 2:] = 0
-    loss, stats = ppo_clip_loss(lp, lp.clone(), adv, mask)
+    loss, stats = vanilla(lp.clone(), lp, adv, mask)
     assert loss.item() == pytest.approx(-(adv * mask).sum().item() / mask.sum().item(), rel=1e-14)
     assert stats["clipfrac"].item() == 0 and stats["ppo_kl"].item() == 0
 
@@ -216,7 +231,7 @@ def test_ppo_clip_loss_gradcheck():
     mask[2, 4] = 0
 
     def f(x):
-        return ppo_clip_loss(x, old, adv, mask, 0.2, 0.2, 3.0)[0]
+        return vanilla(old, x, adv, mask, 0.2, 0.2, 3.0)[0]
 
     assert torch.autograd.gradcheck(f, (lp,), eps=1e-6, atol=1e-8)
     # analytic check of one unclipped token: d loss / d lp = -A r / n_tokens
@@ -230,7 +245,7 @@ def test_ppo_clip_loss_gradcheck():
 def test_ppo_clip_loss_rejects_bad_dual_clip():
     x = torch.zeros(1, 1)
     with pytest.raises(ValueError, match="clip_ratio_c"):
-        ppo_clip_loss(x, x, x, x + 1, clip_ratio_c=1.0)
+        vanilla(x, x, x, x + 1, c=1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,17 +295,22 @@ def test_kl_zero_at_reference_and_k3_nonnegative():
 # ---------------------------------------------------------------------------------------------
 # registries, config, total loss
 # ---------------------------------------------------------------------------------------------
-def test_registries():
-    assert get_adv_estimator("grpo") is compute_grpo_advantages
-    with pytest.raises(ValueError, match=r"unknown advantage estimator 'nope': allowed \[.*'grpo'"):
-        get_adv_estimator("nope")
-    with pytest.raises(ValueError, match=r"allowed \[.*'vanilla'"):
-        get_policy_loss("nope")
-    with pytest.raises(ValueError, match="already registered"):
-        register_adv_estimator("grpo")(lambda scores, group_index: scores)
-    lp, old, adv, mask = _rand_batch(2)
-    loss, _ = get_policy_loss("vanilla")(lp, old, adv, mask, PPOLossConfig(clip_ratio_high=0.28))
-    assert loss.item() == pytest.approx(ppo_clip_loss(lp, old, adv, mask, 0.2, 0.28)[0].item(), rel=1e-15)
+def test_signatures_follow_verl(core_algos):
+    """Same names, argument names and argument order as verl 0.9.1's core_algos (no translation)."""
+    pairs = [
+        (compute_policy_loss_vanilla, core_algos.compute_policy_loss_vanilla, None),
+        (kl_penalty, core_algos.kl_penalty, None),
+        (agg_loss, core_algos.agg_loss, 3),  # then verl's dp_size (one process here)
+    ]
+    for ours, theirs, n in pairs:
+        a, b = list(inspect.signature(ours).parameters), list(inspect.signature(theirs).parameters)
+        assert a[:n] == b[:n], ours.__name__
+    adv = list(inspect.signature(compute_grpo_advantages).parameters)
+    assert adv[2:] == list(inspect.signature(core_algos.compute_grpo_outcome_advantage).parameters)[3:5]
+    assert not any(name.endswith("REGISTRY") for name in vars(grpo))  # one loss, one estimator: no registries
+    lp, old, adv_t, mask = _rand_batch(2)
+    loss, _ = compute_policy_loss_vanilla(old, lp, adv_t, mask, config=PPOLossConfig(clip_ratio_high=0.28))
+    assert loss.item() == pytest.approx(vanilla(old, lp, adv_t, mask, 0.2, 0.28)[0].item(), rel=1e-15)
 
 
 @pytest.mark.parametrize(
@@ -303,7 +323,6 @@ def test_registries():
         ("kl_loss_type", "k5", "low_var_kl"),
         ("kl_loss_coef", -1.0, ">= 0"),
         ("entropy_coeff", math.nan, "finite"),
-        ("policy_loss", "ppo2", "vanilla"),
     ],
 )
 def test_config_validate_names_field(field, value, allowed):
@@ -317,8 +336,8 @@ def test_actor_loss_adds_kl_and_entropy():
     ref = lp + 0.3
     ent = torch.rand_like(lp)
     cfg = PPOLossConfig(kl_loss_coef=0.5, entropy_coeff=0.1).validate()
-    loss, stats = compute_actor_loss(lp, old, adv, mask, cfg, ref_log_prob=ref, entropy=ent)
-    pg = ppo_clip_loss(lp, old, adv, mask)[0]
+    loss, stats = compute_actor_loss(old, lp, adv, mask, cfg, ref_log_prob=ref, entropy=ent)
+    pg = vanilla(old, lp, adv, mask)[0]
     k3 = math.exp(0.3) - 0.3 - 1  # constant per token
     want = pg.item() + 0.5 * k3 - 0.1 * agg_loss(ent, mask).item()
     assert loss.item() == pytest.approx(want, rel=1e-12)

@@ -1,34 +1,38 @@
 """GRPO / PPO objective (spec §4): advantages, clipped policy loss, KL penalties, aggregation.
 
-Standard verl semantics, re-derived in plain torch so the trainer core has no engine dependency.
+Standard verl semantics in plain torch, with verl 0.9.1's function names, argument names and
+argument order (``verl.trainer.ppo.core_algos``), so a verl user reads it without translating.
 The file reads top to bottom in the order a training step uses it:
 
-1. registries (advantage estimators, policy losses) and :class:`PPOLossConfig`;
+1. :class:`PPOLossConfig` (the actor-loss settings);
 2. :func:`compute_grpo_advantages` and :func:`broadcast_to_tokens`;
 3. :func:`agg_loss` (matrix of per-token losses -> scalar);
-4. :func:`ppo_clip_loss` (PPO-clip with dual clip);
+4. :func:`compute_policy_loss_vanilla` (PPO-clip with dual clip);
 5. :func:`kl_penalty` (k1 / abs / k2 / k3 estimators);
 6. :func:`compute_actor_loss` (policy loss + KL loss - entropy bonus, as the paper's recipe).
 
 Shapes: ``B`` sequences, ``T`` response positions; every ``[B, T]`` input comes with a response
 mask (1 = a real response token). Soft and discrete steps are weighted equally.
 
-Differences to verl 0.9.1 ``verl.trainer.ppo.core_algos`` (all outside the values it produces on
-well-formed single-process input):
+Differences to verl 0.9.1 (all outside the values it produces on well-formed single-process input):
 
-- an all-masked batch aggregates to 0 here (verl divides 0 by 0 and returns NaN);
-- ``seq-mean-token-mean`` divides a sequence's token sum by ``max(n_tokens, 1)``; verl uses
-  ``n_tokens + 1e-8`` (a relative difference of 1e-8 at most);
+- one policy loss and one advantage estimator, called directly (no registries);
+- :func:`compute_grpo_advantages` returns one advantage per sequence from the sequence scores
+  (verl's ``compute_grpo_outcome_advantage`` sums token rewards and multiplies by the mask:
+  :func:`broadcast_to_tokens` of this);
+- :func:`agg_loss` has no ``dp_size`` (one process); an all-masked batch aggregates to 0 (verl:
+  NaN); ``seq-mean-token-mean`` divides by ``max(n_tokens, 1)`` (verl: ``n_tokens + 1e-8``);
 - masked means in the statistics divide by ``max(mask.sum(), 1)``, verl by ``mask.sum() + 1e-8``;
-- ``ppo_clip_loss`` returns its statistics as detached 0-dim tensors (no host sync), verl as floats.
+- the policy loss returns its statistics as detached 0-dim tensors named ``clipfrac``,
+  ``ppo_kl``, ``clipfrac_lower`` (no host sync); verl returns floats under ``actor/pg_clipfrac``,
+  ``actor/ppo_kl``, ``actor/pg_clipfrac_lower``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -36,23 +40,15 @@ from torch import Tensor
 from soft_thinking.core.config import ConfigError
 
 __all__ = [
-    "ADV_ESTIMATOR_REGISTRY",
     "KL_PENALTY_KINDS",
     "LOSS_AGG_MODES",
-    "POLICY_LOSS_REGISTRY",
-    "AdvEstimatorFn",
     "PPOLossConfig",
-    "PolicyLossFn",
     "agg_loss",
     "broadcast_to_tokens",
     "compute_actor_loss",
     "compute_grpo_advantages",
-    "get_adv_estimator",
-    "get_policy_loss",
+    "compute_policy_loss_vanilla",
     "kl_penalty",
-    "ppo_clip_loss",
-    "register_adv_estimator",
-    "register_policy_loss",
 ]
 
 LOSS_AGG_MODES = (
@@ -72,70 +68,11 @@ _K3_CLAMP = 10.0  # the k3 estimate is clamped to [-10, 10]
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. Registries and configuration
+# 1. Configuration
 # ---------------------------------------------------------------------------------------------
-class AdvEstimatorFn(Protocol):
-    """``fn(scores[B], group_index, **options) -> advantages[B]`` (one scalar per sequence)."""
-
-    def __call__(self, scores: Tensor, group_index: Sequence[Hashable], **options: Any) -> Tensor: ...
-
-
-class PolicyLossFn(Protocol):
-    """``fn(log_prob, old_log_prob, advantages, response_mask, config) -> (loss, stats)``."""
-
-    def __call__(
-        self,
-        log_prob: Tensor,
-        old_log_prob: Tensor,
-        advantages: Tensor,
-        response_mask: Tensor,
-        config: PPOLossConfig,
-    ) -> tuple[Tensor, dict[str, Tensor]]: ...
-
-
-ADV_ESTIMATOR_REGISTRY: dict[str, AdvEstimatorFn] = {}
-POLICY_LOSS_REGISTRY: dict[str, PolicyLossFn] = {}
-
-
-def _registrar(registry: dict[str, Any], kind: str, name: str) -> Callable[[Any], Any]:
-    def decorator(fn: Any) -> Any:
-        if name in registry and registry[name] is not fn:
-            raise ValueError(f"{kind} {name!r} is already registered to {registry[name]!r}")
-        registry[name] = fn
-        return fn
-
-    return decorator
-
-
-def _lookup(registry: dict[str, Any], kind: str, name: str) -> Any:
-    if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}: allowed {sorted(registry)}")
-    return registry[name]
-
-
-def register_adv_estimator(name: str) -> Callable[[AdvEstimatorFn], AdvEstimatorFn]:
-    """Decorator: register an advantage estimator under ``name`` (re-registering another fn fails)."""
-    return _registrar(ADV_ESTIMATOR_REGISTRY, "advantage estimator", name)
-
-
-def get_adv_estimator(name: str) -> AdvEstimatorFn:
-    """The advantage estimator registered as ``name``; ``ValueError`` listing the known names otherwise."""
-    return _lookup(ADV_ESTIMATOR_REGISTRY, "advantage estimator", name)
-
-
-def register_policy_loss(name: str) -> Callable[[PolicyLossFn], PolicyLossFn]:
-    """Decorator: register a policy loss under ``name`` (re-registering another fn fails)."""
-    return _registrar(POLICY_LOSS_REGISTRY, "policy loss", name)
-
-
-def get_policy_loss(name: str) -> PolicyLossFn:
-    """The policy loss registered as ``name``; ``ValueError`` listing the known names otherwise."""
-    return _lookup(POLICY_LOSS_REGISTRY, "policy loss", name)
-
-
 @dataclass(frozen=True)
 class PPOLossConfig:
-    """Actor-loss settings; the defaults are the paper's recipe (spec §4)."""
+    """Actor-loss settings (verl's ``actor`` keys); the defaults are the paper's recipe (spec §4)."""
 
     clip_ratio_low: float = 0.2  # eps_low: ratio clipped below at 1 - eps_low
     clip_ratio_high: float = 0.2  # eps_high: ratio clipped above at 1 + eps_high
@@ -144,7 +81,6 @@ class PPOLossConfig:
     kl_loss_coef: float = 0.001
     kl_loss_type: str = "low_var_kl"
     entropy_coeff: float = 0.0
-    policy_loss: str = "vanilla"
 
     def validate(self) -> PPOLossConfig:
         """Raise :class:`ConfigError` (a ``ValueError``) naming the bad field; return ``self``."""
@@ -166,48 +102,45 @@ class PPOLossConfig:
             fail("kl_loss_type", f"one of {KL_PENALTY_KINDS}, optionally with a trailing '+'")
         if not math.isfinite(self.entropy_coeff):
             fail("entropy_coeff", "a finite value")
-        if self.policy_loss not in POLICY_LOSS_REGISTRY:
-            fail("policy_loss", f"one of {sorted(POLICY_LOSS_REGISTRY)}")
         return self
 
 
 # ---------------------------------------------------------------------------------------------
 # 2. Advantages
 # ---------------------------------------------------------------------------------------------
-def _group_ids(group_index: Sequence[Hashable] | Tensor, n: int) -> Tensor:
+def _group_ids(index: Sequence[Hashable] | Tensor, n: int) -> Tensor:
     """Map arbitrary hashable group labels to dense ids 0..G-1 in order of first appearance."""
-    labels = group_index.tolist() if hasattr(group_index, "tolist") else list(group_index)
+    labels = index.tolist() if hasattr(index, "tolist") else list(index)
     if len(labels) != n:
-        raise ValueError(f"group_index has {len(labels)} entries but scores has {n}")
+        raise ValueError(f"index has {len(labels)} entries but scores has {n}")
     dense: dict[Hashable, int] = {}
     return torch.tensor([dense.setdefault(label, len(dense)) for label in labels], dtype=torch.long)
 
 
-@register_adv_estimator("grpo")
 def compute_grpo_advantages(
     scores: Tensor,
-    group_index: Sequence[Hashable] | Tensor,
-    eps: float = 1e-6,
-    norm_by_std: bool = True,
+    index: Sequence[Hashable] | Tensor,
+    epsilon: float = 1e-6,
+    norm_adv_by_std_in_grpo: bool = True,
 ) -> Tensor:
-    """Group-relative advantages, one per sequence.
+    """Group-relative advantages, one per sequence (verl's ``compute_grpo_outcome_advantage``).
 
-    For sequence i in group g with n_g members::
+    For sequence i in group g (sequences with the same ``index`` label) with n_g members::
 
         mean_g = (1/n_g) sum_{j in g} r_j
         std_g  = sqrt( sum_{j in g} (r_j - mean_g)^2 / (n_g - 1) )      (unbiased)
-        A_i    = (r_i - mean_g) / (std_g + eps)    if norm_by_std  (GRPO)
-        A_i    =  r_i - mean_g                      otherwise      (Dr.GRPO)
+        A_i    = (r_i - mean_g) / (std_g + epsilon)   if norm_adv_by_std_in_grpo  (GRPO)
+        A_i    =  r_i - mean_g                         otherwise                   (Dr.GRPO)
 
-    A singleton group (n_g = 1) uses mean 0 and std 1, so ``A_i = r_i / (1 + eps)`` (or ``r_i``),
-    exactly as verl 0.9.1's ``compute_grpo_outcome_advantage``. A group whose rewards are all equal
-    gets A = 0. No gradient flows through the result.
+    A singleton group (n_g = 1) uses mean 0 and std 1, so ``A_i = r_i / (1 + epsilon)`` (or
+    ``r_i``), exactly as verl 0.9.1. A group whose rewards are all equal gets A = 0. No gradient
+    flows through the result.
     """
     if scores.dim() != 1:
         raise ValueError(f"scores must be 1-D [B], got shape {tuple(scores.shape)}")
     with torch.no_grad():
         scores = scores.detach()
-        gid = _group_ids(group_index, scores.shape[0]).to(scores.device)
+        gid = _group_ids(index, scores.shape[0]).to(scores.device)
         n_groups = int(gid.max().item()) + 1 if gid.numel() else 0
         count = torch.zeros(n_groups, dtype=scores.dtype, device=scores.device).index_add_(
             0, gid, torch.ones_like(scores)
@@ -221,16 +154,16 @@ def compute_grpo_advantages(
         mean = torch.where(singleton, torch.zeros_like(mean), mean)
         std = torch.where(singleton, torch.ones_like(std), std)
         centered = scores - mean[gid]
-        return centered / (std[gid] + eps) if norm_by_std else centered
+        return centered / (std[gid] + epsilon) if norm_adv_by_std_in_grpo else centered
 
 
-def broadcast_to_tokens(advantages: Tensor, mask: Tensor) -> Tensor:
+def broadcast_to_tokens(advantages: Tensor, response_mask: Tensor) -> Tensor:
     """``A[b, t] = A[b] * mask[b, t]``: a sequence's advantage on each of its response tokens."""
-    if advantages.dim() != 1 or mask.dim() != 2 or mask.shape[0] != advantages.shape[0]:
+    if advantages.dim() != 1 or response_mask.dim() != 2 or response_mask.shape[0] != advantages.shape[0]:
         raise ValueError(
-            f"need advantages [B] and mask [B, T], got {tuple(advantages.shape)}, {tuple(mask.shape)}"
+            f"need advantages [B] and response_mask [B, T], got {tuple(advantages.shape)}, {tuple(response_mask.shape)}"
         )
-    return advantages.unsqueeze(-1) * mask.to(advantages.dtype)
+    return advantages.unsqueeze(-1) * response_mask.to(advantages.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,10 +171,9 @@ def broadcast_to_tokens(advantages: Tensor, mask: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 def agg_loss(
     loss_mat: Tensor,
-    mask: Tensor,
-    mode: str = "token-mean",
+    loss_mask: Tensor,
+    loss_agg_mode: str = "token-mean",
     *,
-    dp_size: int = 1,
     batch_num_tokens: int | Tensor | None = None,
     global_batch_size: int | Tensor | None = None,
     loss_scale_factor: float | None = None,
@@ -256,36 +188,30 @@ def agg_loss(
         seq-mean-token-mean      (1/B') sum_{b: n_b>0} S_b / n_b
         seq-mean-token-sum-norm  (1/B') sum_{b: n_b>0} S_b / loss_scale_factor   (default: T)
 
-    Multi-process use (as verl 0.9.1): pass the *global* ``batch_num_tokens`` (token-mean) or
-    ``global_batch_size`` (seq-mean-*) to replace the local denominators, and ``dp_size``, which
-    multiplies the result to undo the gradient averaging of data parallelism. Omitting them is
-    the single-process case. An empty denominator gives 0 instead of NaN.
+    A micro-batch of a larger batch passes the batch's ``batch_num_tokens`` (token-mean) or
+    ``global_batch_size`` (seq-mean-*) to replace the local denominators. An empty denominator
+    gives 0 instead of NaN.
     """
-    m = mask.to(loss_mat.dtype)
+    m = loss_mask.to(loss_mat.dtype)
     # where() rather than a product so that NaN/inf outside the mask cannot leak in
     masked = torch.where(m.bool(), loss_mat, torch.zeros_like(loss_mat))
-    if dp_size > 1 and batch_num_tokens is None and mode == "token-mean":
-        raise ValueError("agg_loss: batch_num_tokens (global) is required when dp_size > 1")
-    if dp_size > 1 and global_batch_size is None and mode.startswith("seq-mean"):
-        raise ValueError("agg_loss: global_batch_size is required when dp_size > 1")
-
-    if mode == "token-mean":
+    if loss_agg_mode == "token-mean":
         denom = m.sum() if batch_num_tokens is None else batch_num_tokens
-        return masked.sum() / _nonzero(denom, loss_mat) * dp_size
-    if mode == "token-sum":
-        return masked.sum() * dp_size
-    if mode in ("seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"):
+        return masked.sum() / _nonzero(denom, loss_mat)
+    if loss_agg_mode == "token-sum":
+        return masked.sum()
+    if loss_agg_mode in ("seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"):
         n_tokens = m.sum(dim=-1)
         seq_loss = masked.sum(dim=-1)
-        if mode == "seq-mean-token-mean":
+        if loss_agg_mode == "seq-mean-token-mean":
             seq_loss = seq_loss / n_tokens.clamp(min=1)
         has_tokens = (n_tokens > 0).to(loss_mat.dtype)
         denom = has_tokens.sum() if global_batch_size is None else global_batch_size
-        loss = (seq_loss * has_tokens).sum() / _nonzero(denom, loss_mat) * dp_size
-        if mode == "seq-mean-token-sum-norm":
+        loss = (seq_loss * has_tokens).sum() / _nonzero(denom, loss_mat)
+        if loss_agg_mode == "seq-mean-token-sum-norm":
             loss = loss / (loss_mat.shape[-1] if loss_scale_factor is None else loss_scale_factor)
         return loss
-    raise ValueError(f"unknown loss_agg_mode {mode!r}: allowed {LOSS_AGG_MODES}")
+    raise ValueError(f"unknown loss_agg_mode {loss_agg_mode!r}: allowed {LOSS_AGG_MODES}")
 
 
 def _nonzero(denom: int | float | Tensor, like: Tensor) -> Tensor:
@@ -302,18 +228,16 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 # 4. PPO-clip policy loss
 # ---------------------------------------------------------------------------------------------
-def ppo_clip_loss(
-    log_prob: Tensor,
+def compute_policy_loss_vanilla(
     old_log_prob: Tensor,
+    log_prob: Tensor,
     advantages: Tensor,
     response_mask: Tensor,
-    clip_ratio_low: float = 0.2,
-    clip_ratio_high: float = 0.2,
-    clip_ratio_c: float = 3.0,
     loss_agg_mode: str = "token-mean",
-    **agg_kwargs: Any,
+    config: PPOLossConfig | None = None,
+    rollout_is_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Clipped surrogate with dual clip, per token, then :func:`agg_loss`.
+    """Clipped surrogate with dual clip, per token, then :func:`agg_loss` (clip settings: ``config``).
 
     ::
 
@@ -321,26 +245,30 @@ def ppo_clip_loss(
         r     = exp(d)
         pg    = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))
         pg    = min(pg, -A c)            where A < 0   (dual clip, c = clip_ratio_c > 1)
+        pg    = pg * rollout_is_weights  (when given)
         loss  = agg_loss(pg, mask, loss_agg_mode)
 
     Statistics (masked means over the response tokens, detached):
     ``clipfrac`` = share with ``-A clip(r) > -A r``; ``ppo_kl`` = mean of ``-d`` (old - new);
     ``clipfrac_lower`` = share with ``A < 0`` and ``pg > -A c`` before the dual clip.
-    ``agg_kwargs`` are passed to :func:`agg_loss` (global batch normalizers).
     """
-    if clip_ratio_c <= 1.0:
-        raise ValueError(f"clip_ratio_c must be > 1 for dual-clip PPO, got {clip_ratio_c}")
+    config = config or PPOLossConfig()
+    lo, hi, c = config.clip_ratio_low, config.clip_ratio_high, config.clip_ratio_c
+    if c <= 1.0:
+        raise ValueError(f"clip_ratio_c must be > 1 for dual-clip PPO, got {c}")
     log_ratio = torch.clamp(log_prob - old_log_prob, -_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
     ratio = torch.exp(log_ratio)
 
     unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_ratio_low, 1.0 + clip_ratio_high)
+    clipped = -advantages * torch.clamp(ratio, 1.0 - lo, 1.0 + hi)
     pg_clip = torch.maximum(unclipped, clipped)
-    dual_bound = -advantages * clip_ratio_c
+    dual_bound = -advantages * c
     negative = advantages < 0
     pg = torch.where(negative, torch.minimum(pg_clip, dual_bound), pg_clip)
+    if rollout_is_weights is not None:
+        pg = pg * rollout_is_weights
 
-    loss = agg_loss(pg, response_mask, loss_agg_mode, **agg_kwargs)
+    loss = agg_loss(pg, response_mask, loss_agg_mode)
     with torch.no_grad():
         stats = {
             "clipfrac": _masked_mean((clipped > unclipped).to(pg.dtype), response_mask),
@@ -350,34 +278,13 @@ def ppo_clip_loss(
     return loss, stats
 
 
-@register_policy_loss("vanilla")
-def vanilla_policy_loss(
-    log_prob: Tensor,
-    old_log_prob: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    config: PPOLossConfig,
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """:func:`ppo_clip_loss` with the clip settings and aggregation of ``config``."""
-    return ppo_clip_loss(
-        log_prob,
-        old_log_prob,
-        advantages,
-        response_mask,
-        clip_ratio_low=config.clip_ratio_low,
-        clip_ratio_high=config.clip_ratio_high,
-        clip_ratio_c=config.clip_ratio_c,
-        loss_agg_mode=config.loss_agg_mode,
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # 5. KL penalty estimators (http://joschu.net/blog/kl-approx.html)
 # ---------------------------------------------------------------------------------------------
-def kl_penalty(log_prob: Tensor, ref_log_prob: Tensor, kind: str = "low_var_kl") -> Tensor:
+def kl_penalty(logprob: Tensor, ref_logprob: Tensor, kl_penalty: str = "low_var_kl") -> Tensor:
     """Per-token estimate of KL(pi || pi_ref) from the sampled tokens' log-probs.
 
-    With ``d = log_prob - ref_log_prob``::
+    With ``d = logprob - ref_logprob``::
 
         "kl"  | "k1"          d
         "abs"                 |d|
@@ -387,24 +294,25 @@ def kl_penalty(log_prob: Tensor, ref_log_prob: Tensor, kind: str = "low_var_kl")
     k3 is >= 0 and 0 when the policies agree. A trailing ``"+"`` (e.g. ``"k3+"``) returns the
     named estimator's value with the gradient of k2 (straight-through), as verl 0.9.1 does.
     """
+    kind = kl_penalty
     if kind.endswith("+"):
-        value = _kl_value(log_prob, ref_log_prob, kind[:-1])
+        value = _kl_value(logprob, ref_logprob, kind[:-1])
         if kind[:-1] in ("mse", "k2"):
             return value
-        surrogate = 0.5 * (log_prob - ref_log_prob).square()
+        surrogate = 0.5 * (logprob - ref_logprob).square()
         return surrogate - surrogate.detach() + value.detach()
-    return _kl_value(log_prob, ref_log_prob, kind)
+    return _kl_value(logprob, ref_logprob, kind)
 
 
-def _kl_value(log_prob: Tensor, ref_log_prob: Tensor, kind: str) -> Tensor:
+def _kl_value(logprob: Tensor, ref_logprob: Tensor, kind: str) -> Tensor:
     if kind in ("kl", "k1"):
-        return log_prob - ref_log_prob
+        return logprob - ref_logprob
     if kind == "abs":
-        return (log_prob - ref_log_prob).abs()
+        return (logprob - ref_logprob).abs()
     if kind in ("mse", "k2"):
-        return 0.5 * (log_prob - ref_log_prob).square()
+        return 0.5 * (logprob - ref_logprob).square()
     if kind in ("low_var_kl", "k3"):
-        u = torch.clamp(ref_log_prob - log_prob, -_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
+        u = torch.clamp(ref_logprob - logprob, -_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
         return torch.clamp(torch.exp(u) - u - 1.0, -_K3_CLAMP, _K3_CLAMP)
     raise ValueError(
         f"unknown kl penalty {kind!r}: allowed {KL_PENALTY_KINDS} (optionally with a trailing '+')"
@@ -415,15 +323,15 @@ def _kl_value(log_prob: Tensor, ref_log_prob: Tensor, kind: str) -> Tensor:
 # 6. The actor's total loss
 # ---------------------------------------------------------------------------------------------
 def compute_actor_loss(
-    log_prob: Tensor,
     old_log_prob: Tensor,
+    log_prob: Tensor,
     advantages: Tensor,
     response_mask: Tensor,
     config: PPOLossConfig,
     ref_log_prob: Tensor | None = None,
     entropy: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Total actor loss of one (micro-)batch::
+    """Total actor loss of one (micro-)batch (verl's actor update, one function)::
 
         loss = policy_loss
                + kl_loss_coef  * agg(kl_penalty(log_prob, ref_log_prob, kl_loss_type))   (KL in the loss)
@@ -433,15 +341,13 @@ def compute_actor_loss(
     term when ``entropy`` is None or ``entropy_coeff == 0``. Stats add ``pg_loss``, ``kl_loss``,
     ``entropy`` (when computed).
     """
-    pg_loss, stats = get_policy_loss(config.policy_loss)(
-        log_prob, old_log_prob, advantages, response_mask, config
+    pg_loss, stats = compute_policy_loss_vanilla(
+        old_log_prob, log_prob, advantages, response_mask, config.loss_agg_mode, config
     )
     stats = {**stats, "pg_loss": pg_loss.detach()}
     loss = pg_loss
     if ref_log_prob is not None and config.kl_loss_coef != 0.0:
-        kl = agg_loss(
-            kl_penalty(log_prob, ref_log_prob, config.kl_loss_type), response_mask, config.loss_agg_mode
-        )
+        kl = agg_loss(kl_penalty(log_prob, ref_log_prob, config.kl_loss_type), response_mask, config.loss_agg_mode)
         loss = loss + config.kl_loss_coef * kl
         stats["kl_loss"] = kl.detach()
     if entropy is not None and config.entropy_coeff != 0.0:

@@ -186,7 +186,9 @@ class Trainer:
         )
         rewards = torch.tensor(self.score(examples, n, samples))
         groups = [i // n for i in range(len(samples))]
-        adv = compute_grpo_advantages(rewards, groups, norm_by_std=self.cfg.algorithm.norm_adv_by_std_in_grpo)
+        adv = compute_grpo_advantages(
+            rewards, groups, norm_adv_by_std_in_grpo=self.cfg.algorithm.norm_adv_by_std_in_grpo
+        )
         return Rollout.collate(examples, samples, rewards, adv, self.device)
 
     def score(self, examples: list[Example], n: int, samples: list[Any]) -> list[float]:
@@ -241,7 +243,7 @@ class Trainer:
                 for s in group:
                     lp, _, _ = self._log_probs(self.model, ro, s)
                     m = mask[s]
-                    loss, st = compute_actor_loss(lp, old[s.start], adv_tok[s], m, self.loss_cfg,
+                    loss, st = compute_actor_loss(old[s.start], lp, adv_tok[s], m, self.loss_cfg,
                                                   ref_log_prob=ref.get(s.start))
                     if first_ratio_dev is None:
                         first_ratio_dev = ((lp.detach() - old[s.start]).abs() * m).max().item()
