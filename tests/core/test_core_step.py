@@ -8,7 +8,7 @@ from soft_thinking.core.config import ConfigError, SoftThinkingConfig
 from soft_thinking.core.mixture import mix_embeddings
 from soft_thinking.core.noise import NoiseParams, mixture_weights
 from soft_thinking.core.phase import PhaseTracker
-from soft_thinking.core.plan import StepPlan
+from soft_thinking.core.plan import StepPlan, new_phase
 from soft_thinking.core.sampling import SamplingTensors
 from soft_thinking.core.step import decode_step, discrete_step, soft_step
 
@@ -167,6 +167,11 @@ MIXED = [  # rows of one batch with different filters, noise kinds, K, tau_g and
     dict(noise="none", max_topk=5, top_k=-1, top_p=1.0, temperature=1.3),
     dict(noise="gumbel", max_topk=5, temperature=0.0),  # greedy: noise-free
     dict(noise="gumbel", max_topk=1, top_k=-1, top_p=0.9, after_thinking_temperature=0.5),
+    # per-row phase settings: another think-end, no Cold Stop, discrete from the start, the compat bug
+    dict(noise="gumbel", think_end_token_ids=(38, 39), early_stopping_length_threshold=3),
+    dict(noise="gaussian", early_stopping_entropy_threshold=0.0, top_k=-1, top_p=1.0),
+    dict(enable_soft_thinking=False, top_k=-1, top_p=0.9),
+    dict(noise="gumbel", compat_stale_phase_mask=True, after_thinking_top_k=1),
 ]
 
 
@@ -178,19 +183,21 @@ def mixed_configs() -> list[SoftThinkingConfig]:
 def test_plan_holds_each_rows_settings() -> None:
     cfgs = mixed_configs()
     p = StepPlan.build(cfgs)
-    assert p.k == 5 and p.max_topk.tolist() == [5, 3, 4, 2, 5, 5, 1]
-    assert p.noise.tolist() == [1, 1, 2, 3, 0, 0, 1]  # the greedy row draws no noise
+    assert p.k == 5 and p.max_topk.tolist() == [5, 3, 4, 2, 5, 5, 1, 5, 5, 5, 5]
+    assert p.noise.tolist() == [1, 1, 2, 3, 0, 0, 1, 1, 3, 0, 1]  # greedy and discrete rows draw no noise
     assert p.params.tau_g.tolist() == [c.gumbel_softmax_temperature for c in cfgs]
-    assert p.think.top_k.tolist() == [-1, 8, -1, 5, -1, 5, -1]
-    assert p.answer.temperature.tolist()[-1] == 0.5
+    assert p.think.top_k.tolist() == [-1, 8, -1, 5, -1, 5, -1, 5, -1, -1, 5]
+    assert p.answer.temperature.tolist()[6] == 0.5
+    assert p.answer.top_k.tolist()[-1] == 5  # compat: the answer phase keeps the thinking filters
+    assert p.compat_stale_phase_mask.tolist() == [False] * 10 + [True]
     assert p.candidate_mask()[1].tolist() == [True, True, True, False, False]
     # leave and join: the rows of a concatenation are the rows of its parts
     idx = torch.tensor([6, 1, 3])
     joined = StepPlan.cat([p.rows(idx), StepPlan.build(cfgs[:2])])
     assert joined.max_topk.tolist() == [1, 3, 2, 5, 3] and joined.k == 5
     assert torch.equal(joined.params.noise_factor, torch.tensor([1.0, 0.5, 1.0, 1.0, 0.5], dtype=torch.float64))
-    with pytest.raises(ConfigError, match="rows of one batch must share SoftThinkingConfig.think_end_token_ids"):
-        StepPlan.build([cfgs[0], cfgs[0].replace(think_end_token_ids=(38,))])
+    with pytest.raises(ConfigError, match="rows of one batch must share SoftThinkingConfig.gumbel_clamp"):
+        StepPlan.build([cfgs[0], cfgs[0].replace(gumbel_clamp=None)])
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -201,9 +208,9 @@ def test_a_row_of_a_mixed_batch_equals_the_row_alone(seed: int) -> None:
     b = len(cfgs)
     g = torch.Generator().manual_seed(seed)
     logits = [torch.randn(b, V, generator=g) * s for s in (3.0, 8.0, 12.0, 12.0, 12.0, 2.0, 3.0, 1.0)]
-    batch_plan, batch_phase = StepPlan.build(cfgs), StepPlan.build(cfgs).new_phase()
+    batch_plan, batch_phase = StepPlan.build(cfgs), new_phase(cfgs)
     batch_gens = gens(b, seed)
-    solo = [(StepPlan.build([c]), StepPlan.build([c]).new_phase(), [batch_gens_i]) for c, batch_gens_i in zip(cfgs, gens(b, seed))]
+    solo = [(StepPlan.build([c]), new_phase([c]), [batch_gens_i]) for c, batch_gens_i in zip(cfgs, gens(b, seed))]
     for lg in logits:
         r = decode_step(lg, batch_phase, batch_plan, batch_gens)
         assert r.ids.shape == (b, 5)
@@ -215,3 +222,68 @@ def test_a_row_of_a_mixed_batch_equals_the_row_alone(seed: int) -> None:
             assert torch.equal(r.weights[i, :k], one.weights[0]) and torch.equal(r.logprobs[i], one.logprobs[0])
             assert (r.ids[i, k:] == 0).all() and (r.weights[i, k:] == 0).all()  # padding adds nothing
     assert batch_phase.cold_stopped.any() and not batch_phase.thinking.all()  # both phases were exercised
+    assert not batch_phase.cold_stopped[8]  # this row has no Cold Stop
+
+
+def test_counter_rng_a_request_alone_equals_it_in_a_batch_of_64_with_joins_and_leaves() -> None:
+    """Continuous batching on the core: 64 requests with mixed settings arrive at different steps,
+    leave when their length is reached, and each one's steps equal its solo run bit for bit
+    (counter-based randomness keyed by (seed, position); a toy model computed row by row)."""
+    from soft_thinking.core.noise import CounterSource
+    from soft_thinking.text import derive_seed
+
+    vocab, dim = 40, 16
+    g = torch.Generator().manual_seed(11)
+    emb, w_out, pos_emb = torch.randn(vocab, dim, generator=g), torch.randn(dim, vocab, generator=g) * 2.5, torch.randn(128, dim, generator=g)
+    cfgs = mixed_configs()
+    reqs = [
+        dict(cfg=cfgs[i % len(cfgs)], seed=derive_seed("test", i), prompt_len=3 + (7 * i) % 13,
+             first=int(torch.randint(0, vocab, (1,), generator=g)), arrive=(5 * i) % 23, length=6 + (11 * i) % 29)
+        for i in range(64)
+    ]
+
+    def logits_of(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        return torch.cat([(x[r : r + 1] + pos_emb[pos[r]]) @ w_out for r in range(x.shape[0])])  # row by row
+
+    def run(ids: list[int]) -> dict[int, list[tuple]]:
+        out: dict[int, list[tuple]] = {i: [] for i in ids}
+        live: list[int] = []
+        plan = phase = x = seed = plen = t = None
+        step = 0
+        while step == 0 or live or any(reqs[i]["arrive"] >= step for i in ids):
+            new = [i for i in ids if reqs[i]["arrive"] == step]
+            if new:  # requests join
+                p_new, ph_new = StepPlan.build([reqs[i]["cfg"] for i in new]), new_phase([reqs[i]["cfg"] for i in new])
+                x_new = emb[[reqs[i]["first"] for i in new]]
+                vec = (lambda key: torch.tensor([reqs[i][key] for i in new]))  # noqa: E731
+                if live:
+                    plan, x = StepPlan.cat([plan, p_new]), torch.cat([x, x_new])
+                    phase.join(ph_new)
+                    seed, plen, t = torch.cat([seed, vec("seed")]), torch.cat([plen, vec("prompt_len")]), torch.cat([t, torch.zeros(len(new), dtype=torch.int64)])
+                else:
+                    plan, phase, x, seed, plen, t = p_new, ph_new, x_new, vec("seed"), vec("prompt_len"), torch.zeros(len(new), dtype=torch.int64)
+                live += new
+            step += 1
+            if not live:
+                continue
+            r = decode_step(logits_of(x, plen + t), phase, plan, CounterSource(seed, plen + t))
+            for j, i in enumerate(live):
+                k = reqs[i]["cfg"].max_topk
+                out[i].append((int(r.tokens[j]), r.ids[j, :k].tolist(), r.q[j, :k].tolist(), bool(r.soft[j])))
+            x = torch.cat([mix_embeddings(emb, r.ids[j : j + 1, : reqs[i]["cfg"].max_topk],
+                                          r.weights[j : j + 1, : reqs[i]["cfg"].max_topk]) for j, i in enumerate(live)])
+            t = t + 1
+            keep = [j for j, i in enumerate(live) if len(out[i]) < reqs[i]["length"]]
+            if len(keep) < len(live):  # requests leave
+                sel = torch.tensor(keep, dtype=torch.int64)
+                plan, x, seed, plen, t = plan.rows(sel), x[sel], seed[sel], plen[sel], t[sel]
+                phase.select(sel)
+                live = [live[j] for j in keep]
+        return out
+
+    together = run(list(range(64)))
+    for i in (0, 5, 17, 38, 63):
+        assert run([i])[i] == together[i], i
+    assert max(len(v) for v in together.values()) > 20 and len({reqs[i]["arrive"] for i in range(64)}) > 10
+    soft = [s for v in together.values() for (_, _, _, s) in v]
+    assert any(soft) and not all(soft)

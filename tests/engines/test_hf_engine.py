@@ -134,8 +134,27 @@ def test_per_prompt_configs_give_each_prompt_its_own_samples() -> None:
             assert (b.trace.noise, b.trace.tau_g) == (cfg.noise, cfg.gumbel_softmax_temperature)
     with pytest.raises(EngineError, match="one per prompt"):
         engine.generate(PROMPTS, cfgs[:2], max_new_tokens=4)
-    with pytest.raises(ConfigError, match="rows of one batch must share"):
-        engine.generate(PROMPTS[:2], [cfgs[0], cfgs[0].replace(think_end_token_ids=(6,))], max_new_tokens=4)
+    with pytest.raises(ConfigError, match="rows of one batch must share SoftThinkingConfig.gumbel_clamp"):
+        engine.generate(PROMPTS[:2], [cfgs[0], cfgs[0].replace(gumbel_clamp=None)], max_new_tokens=4)
+
+
+def test_counter_rng_sample_alone_equals_it_in_a_batch_of_64() -> None:
+    """Counter-based randomness: a sample is the same alone and in a batch of 64 rows with mixed
+    prompts and settings, where rows leave at EOS and at their context limit mid-way."""
+    engine = make_engine("qwen2")
+    prompts = [("abc" * (1 + i % 7))[: 2 + (5 * i) % 17] + str(i) for i in range(64)]
+    cfgs = [soft_cfg(top_k=-1, top_p=0.9), soft_cfg(max_topk=3, noise_factor=0.5),
+            soft_cfg(noise="gaussian", gumbel_softmax_temperature=1.0), discrete_cfg(top_p=0.95)]
+    configs = [cfgs[i % 4] for i in range(64)]
+    batch = engine.generate(prompts, configs, n=1, max_new_tokens=48, seed=3)
+    lengths = {len(s.token_ids) for s in batch}
+    assert len(lengths) > 3 and {s.finish_reason for s in batch} >= {"eos", "length"}  # rows left mid-way
+    for i in (0, 9, 22, 35, 63):
+        alone = engine.generate([prompts[i]], configs[i], n=1, max_new_tokens=48, seed=3, prompt_offset=i)[0]
+        b = batch[i]
+        assert alone.token_ids == b.token_ids and alone.finish_reason == b.finish_reason
+        assert torch.equal(alone.trace.ids, b.trace.ids) and torch.equal(alone.trace.soft, b.trace.soft)
+        torch.testing.assert_close(alone.trace.q, b.trace.q, rtol=0, atol=1e-5)  # batched float32 logits
 
 
 def test_sample_seed_depends_on_every_key() -> None:

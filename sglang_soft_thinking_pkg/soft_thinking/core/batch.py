@@ -67,7 +67,7 @@ class RowSettings:
             tau_g=torch.as_tensor(plan.params.tau_g, device=plan.noise.device).expand(b),
             noise_factor=torch.as_tensor(plan.params.noise_factor, device=plan.noise.device).expand(b),
             max_topk=plan.max_topk,
-            compat_stale_phase_mask=torch.full((b,), bool(plan.compat_stale_phase_mask), device=plan.noise.device),
+            compat_stale_phase_mask=plan.compat_stale_phase_mask,
         )
 
     def select(self, rows: Tensor) -> RowSettings:

@@ -213,7 +213,7 @@ def decode_step(
     source = as_source(randomness)
     opts = plan.logprob
     thinking = phase.thinking.clone()
-    stale = (~thinking) if plan.compat_stale_phase_mask else torch.zeros_like(thinking)
+    stale = ~thinking & plan.compat_stale_phase_mask
     use_think = thinking | stale
     temperature = torch.where(use_think, plan.think.temperature, plan.answer.temperature)
     logp = scaled_log_probs(logits, temperature)

@@ -11,9 +11,11 @@ Everything a step means lives in the core; this file only runs the model::
         next input = mix_embeddings(E, step.ids, step.weights)   (E[token] for discrete rows)
         stop rows at EOS / stop strings / max_new_tokens; drop them from the batch and the cache
 
-Every row draws its randomness from its own ``torch.Generator`` seeded with
-:func:`~soft_thinking.engines.base.sample_seed` ``(seed, prompt index, sample index)``, so a sample
-is the same whatever batch it runs in.
+Randomness comes from the core's counter-based generator (:class:`CounterSource`, Philox): the
+draws of a step are a pure function of the row's seed, :func:`~soft_thinking.engines.base.sample_seed`
+``(seed, prompt index, sample index)``, and its position (prompt length + tokens generated so
+far, SGLang's ``seq_lens``), so a sample is the same whatever batch it runs in, whatever rows
+join or leave, and in every engine.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from transformers import DynamicCache
 
 from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.core.mixture import mix_embeddings
-from soft_thinking.core.noise import GeneratorSource
-from soft_thinking.core.plan import StepPlan
+from soft_thinking.core.noise import CounterSource
+from soft_thinking.core.plan import StepPlan, new_phase
 from soft_thinking.core.recorder import TraceMeta, TraceRecorder
 from soft_thinking.core.step import decode_step
 from soft_thinking.engines.base import (
@@ -118,8 +120,8 @@ class SoftThinkingEngine:
         ``prompts`` are already chat-templated strings (or token-id lists); ``config`` is one
         :class:`SoftThinkingConfig` or one per prompt (rows of a batch may differ in their
         filters, noise kind, K, tau_g and noise factor). ``batch_size`` caps the rows decoded
-        together (default: all). Sample ``j`` of prompt ``i`` draws from a generator seeded with
-        ``sample_seed(seed, prompt_offset + i, j)``, or with ``sample_seed(seeds[i], 0, j)`` when
+        together (default: all). Sample ``j`` of prompt ``i`` draws from the counter generator keyed
+        by ``sample_seed(seed, prompt_offset + i, j)``, or with ``sample_seed(seeds[i], 0, j)`` when
         per-prompt ``seeds`` are given (the same sample as a call for that prompt alone with
         ``seed=seeds[i]``), so a caller that splits or batches its prompts differently gets the
         same samples.
@@ -179,9 +181,10 @@ class SoftThinkingEngine:
         ]
         steps = max(budget_list)
         plan = StepPlan.build(row_cfgs, dev)
-        phase = plan.new_phase()
+        phase = new_phase(row_cfgs, dev)
         recorder = TraceRecorder([TraceMeta.from_config(c) for c in row_cfgs], steps, plan.k, dev)
-        rng = GeneratorSource([torch.Generator(device=dev).manual_seed(rs) for rs in row_seeds])
+        seeds = torch.tensor(row_seeds, dtype=torch.int64, device=dev)
+        prompt_len = torch.tensor([len(p) for p in prompt_ids], dtype=torch.int64, device=dev)
         finish = [""] * b
 
         # prefill (left padding)
@@ -206,7 +209,7 @@ class SoftThinkingEngine:
         tails = [""] * b if stop else None
 
         for t in range(steps):
-            res = decode_step(logits, phase, plan, rng)
+            res = decode_step(logits, phase, plan, CounterSource(seeds, prompt_len + t))
             recorder.record(alive, t, res, phase)
             is_eos = torch.isin(res.tokens, eos)
             done = (is_eos | (budget[alive] <= t + 1)).tolist()
@@ -234,7 +237,7 @@ class SoftThinkingEngine:
                 cache.batch_select_indices(sel)
                 x, attn, next_pos = x[sel], attn[sel], next_pos[sel]
                 phase.select(sel)
-                plan, rng = plan.rows(sel), rng.rows(sel)
+                plan, seeds, prompt_len = plan.rows(sel), seeds[sel], prompt_len[sel]
                 alive_list = [alive_list[j] for j in keep_rows]
                 alive = torch.tensor(alive_list, device=dev)
             attn = torch.cat([attn, torch.ones(len(alive_list), 1, dtype=attn.dtype, device=dev)], dim=1)
