@@ -236,38 +236,6 @@ class SoftTrace:
         tensors["q"] = tensors["q"].reshape(T, K)
         return cls(soft=torch.from_numpy(soft), **tensors, **_scalar_args(header)).validate()
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (plain lists and scalars); float32 values survive a JSON round trip exactly."""
-        return {
-            "version": TRACE_FORMAT_VERSION,
-            **self._scalars(),
-            "tokens": self.tokens.tolist(),
-            "ids": self.ids.tolist(),
-            "q": self.q.tolist(),
-            "soft": self.soft.tolist(),
-            "logprobs": self.logprobs.tolist(),
-            "K": self.K,
-            "n_kept": None if self.n_kept is None else self.n_kept.tolist(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SoftTrace:
-        """Inverse of :meth:`to_dict`; the result is validated."""
-        if d.get("version", TRACE_FORMAT_VERSION) != TRACE_FORMAT_VERSION:
-            raise ValueError(f"SoftTrace: unsupported format version {d.get('version')!r}")
-        K = int(d["K"])
-        T = len(d["tokens"])
-        return cls(
-            tokens=torch.tensor(d["tokens"], dtype=torch.int64).reshape(T),
-            ids=torch.tensor(d["ids"], dtype=torch.int32).reshape(T, K),
-            q=torch.tensor(d["q"], dtype=torch.float32).reshape(T, K),
-            soft=torch.tensor(d["soft"], dtype=torch.bool).reshape(T),
-            logprobs=torch.tensor(d["logprobs"], dtype=torch.float32).reshape(T),
-            n_kept=None if d.get("n_kept") is None else torch.tensor(d["n_kept"], dtype=torch.int16).reshape(T),
-            **_scalar_args(d),
-        ).validate()
-
-
 def _scalar_args(d: dict[str, Any]) -> dict[str, Any]:
     return {
         "noise": str(d["noise"]),

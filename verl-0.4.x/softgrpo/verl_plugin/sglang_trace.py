@@ -5,8 +5,8 @@
 
 ADAPT HERE when the SGLang plug-in's codec lands in ``soft_thinking.engines.sglang``: both functions
 assume the plug-in sends its settings as ``sampling_params["custom_params"]["softgrpo"]`` (the
-``SoftThinkingConfig`` flags) and returns the trace as ``SoftTrace.to_bytes()`` or
-``SoftTrace.to_dict()``. Nothing else in the verl plug-in depends on that wire format.
+``SoftThinkingConfig`` flags) and returns the trace as ``SoftTrace.to_bytes()`` (the one trace
+wire format). Nothing else in the verl plug-in depends on that wire format.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ def decode_sglang_trace(payload: Any) -> SoftTrace:
     try:
         if isinstance(payload, (bytes, bytearray, memoryview)):
             return SoftTrace.from_bytes(bytes(payload))
-        if isinstance(payload, dict):
-            return SoftTrace.from_dict(payload)
     except (ValueError, KeyError) as err:
         raise SoftGRPOError(f"SGLang meta_info[{META_KEY!r}] is not a valid soft trace: {err}") from err
-    raise SoftGRPOError(f"SGLang meta_info[{META_KEY!r}] has type {type(payload).__name__}: allowed bytes or dict")
+    raise SoftGRPOError(f"SGLang meta_info[{META_KEY!r}] has type {type(payload).__name__}: allowed bytes")
