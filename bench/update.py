@@ -33,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-from soft_thinking.core.noise import GeneratorSource, NoiseParams, draw_noise
+from soft_thinking.core.config import SoftThinkingConfig
+from soft_thinking.core.noise import GeneratorSource, draw_noise
 from soft_thinking.core.trace import SoftTrace
 from soft_thinking.engines.hf.replay import replay_logprobs
 from soft_thinking.engines.hf.tiny import tiny_model, tiny_model_and_tokenizer
@@ -75,7 +76,7 @@ def synthetic_traces(b: int, t: int, k: int, v: int, soft: bool, seed: int) -> l
             ids[:, 0] = tokens
             p = torch.softmax(torch.randn(t, k, generator=g) * 2, -1)
             gens = GeneratorSource([torch.Generator().manual_seed(seed * 7919 + i * 31 + j) for j in range(t)])
-            q = draw_noise("gumbel", p, gens, NoiseParams())
+            q = draw_noise("gumbel", p, gens, SoftThinkingConfig().noise_params())
             q, order = q.sort(-1, descending=True)
             ids = ids.gather(-1, order)
             tokens = ids[:, 0].clone()
@@ -151,7 +152,7 @@ def large_vocab_runner(arm: str):
 
     def run() -> None:
         model.zero_grad(set_to_none=True)
-        lp, _ = replay_logprobs(model, prompts, traces)
+        lp, _ = replay_logprobs(model, prompts, traces, SoftThinkingConfig().logprob_options())
         lp.sum().backward()
 
     return run

@@ -7,17 +7,43 @@ import pytest
 import torch
 from scipy import stats
 
+from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.core.logprob import (
-    LogProbOptions,
-    dirichlet_logprob,
-    gaussian_logprob,
-    gumbel_logprob,
-    gumbel_logprob_exact,
+    dirichlet_step_logprob,
+    gaussian_step_logprob,
+    gumbel_step_logprob,
+    gumbel_step_logprob_exact,
     mixed_logprobs,
 )
-from soft_thinking.core.noise import NoiseParams
-from soft_thinking.core.sampling import SamplingTensors
+from soft_thinking.core.sampling import SamplingTensors, log_softmax_at_temperature
 from soft_thinking.core.step import soft_step
+
+OPTS = SoftThinkingConfig().logprob_options()  # the paper's estimator (the config's defaults)
+
+
+# the tests' shorthands: one estimator on raw logits [N, V], candidates [N, K], stored values [N, K] -> [N]
+def _cand_lp(logits, ids, temperature):
+    return log_softmax_at_temperature(logits, temperature).gather(-1, ids.long())
+
+
+def gumbel_logprob(logits, ids, q, temperature=1.0, clamp=(-1.5, 3.0), logp_floor=-3.0):
+    opts = SoftThinkingConfig(gumbel_clamp=clamp, logp_floor=logp_floor).logprob_options()
+    return gumbel_step_logprob(_cand_lp(logits, ids, temperature), q, opts)
+
+
+def gumbel_logprob_exact(logits, ids, q, temperature=1.0):
+    opts = SoftThinkingConfig(logprob_mode="exact").logprob_options()
+    return gumbel_step_logprob_exact(_cand_lp(logits, ids, temperature), q, opts)
+
+
+def dirichlet_logprob(logits, ids, x, temperature=1.0, alpha=1.0):
+    opts = SoftThinkingConfig(dirichlet_alpha=alpha).logprob_options()
+    return dirichlet_step_logprob(_cand_lp(logits, ids, temperature), x, opts)
+
+
+def gaussian_logprob(logits, ids, x, temperature=1.0, sigma=0.05):
+    opts = SoftThinkingConfig(gaussian_sigma=sigma).logprob_options()
+    return gaussian_step_logprob(_cand_lp(logits, ids, temperature), x, opts)
 
 
 def ref_gumbel(z: np.ndarray, ids: np.ndarray, q: np.ndarray, t: float, clamp=(-1.5, 3.0), floor=-3.0) -> float:
@@ -82,18 +108,16 @@ def test_gradcheck_gumbel_and_mixed() -> None:
     for noise in ("gumbel", "dirichlet", "gaussian"):
         qq = q if noise == "gumbel" else q.exp()
         assert torch.autograd.gradcheck(
-            lambda x, n=noise, qq=qq: mixed_logprobs(x, tokens, ids, qq, soft, 0.7, n).double(), (z,)
+            lambda x, n=noise, qq=qq: mixed_logprobs(x, tokens, ids, qq, soft, 0.7, n, OPTS).double(), (z,)
         )
 
 
 def test_analytic_gradient_where_clamp_inactive() -> None:
     """The library's gradient equals the paper's formula: d log pi / d l'_i = (1 - exp(-g'_i)) / |M| on
     M = {l' > -3} (0 elsewhere), pushed through l' = log(p' + 1e-6) and p' = softmax(candidate log-probs)."""
-    from soft_thinking.core.logprob import gumbel_step_logprob
-
     cand = torch.log(torch.tensor([0.6, 0.25, 0.1, 0.04, 0.01], dtype=torch.float64)).requires_grad_(True)
     q = torch.tensor([0.1, -0.9, -2.5, -3.0, -4.0], dtype=torch.float64)
-    gumbel_step_logprob(cand, q, LogProbOptions()).backward()  # the paper estimator, default clamp
+    gumbel_step_logprob(cand, q, OPTS).backward()  # the paper estimator, default clamp
 
     p = torch.softmax(cand.detach(), -1)
     ell = torch.log(p + 1e-6)
@@ -110,9 +134,7 @@ def test_analytic_gradient_where_clamp_inactive() -> None:
 def test_clamped_candidates_have_zero_gradient() -> None:
     cand = torch.log(torch.tensor([[0.7, 0.3]], dtype=torch.float64)).requires_grad_(True)
     q = torch.tensor([[10.0, 10.0]], dtype=torch.float64)  # g' >> 3: both clamped
-    from soft_thinking.core.logprob import gumbel_step_logprob
-
-    gumbel_step_logprob(cand, q, LogProbOptions()).backward()
+    gumbel_step_logprob(cand, q, OPTS).backward()
     assert torch.equal(cand.grad, torch.zeros_like(cand))
 
 
@@ -137,8 +159,8 @@ def test_function_level_replay_parity(noise: str) -> None:
     logits = torch.randn(b, v, generator=torch.Generator().manual_seed(9)) * 3
     st = SamplingTensors.build(b, "cpu", 0.8, 5, 0.95, 0.0)
     gens = [torch.Generator().manual_seed(i) for i in range(b)]
-    r = soft_step(logits, st, gens, noise, NoiseParams(), 5)
-    again = mixed_logprobs(logits, r.tokens, r.ids, r.q, r.soft, 0.8, noise)
+    r = soft_step(logits, st, gens, noise, SoftThinkingConfig().noise_params(), 5, OPTS)
+    again = mixed_logprobs(logits, r.tokens, r.ids, r.q, r.soft, 0.8, noise, OPTS)
     assert (again - r.logprobs).abs().max() <= 1e-6
     if noise == "gumbel":
         assert (gumbel_logprob(logits, r.ids, r.q, 0.8) - r.logprobs).abs().max() <= 1e-6
@@ -149,14 +171,14 @@ def test_degenerate_as_discrete() -> None:
     tokens = ids[:, 0]
     soft = torch.tensor([True, True])
     n_kept = torch.tensor([1, 3])
-    opts = LogProbOptions(degenerate_as_discrete=True)
+    opts = SoftThinkingConfig(degenerate_as_discrete=True).logprob_options()
     out = mixed_logprobs(z, tokens, ids, q, soft, 1.0, "gumbel", opts, n_kept)
     assert abs(out[0].item() - torch.log_softmax(z[0], -1)[tokens[0]].item()) < 1e-6
     assert abs(out[1].item() - gumbel_logprob(z[1:], ids[1:], q[1:]).item()) < 1e-6
     with pytest.raises(ValueError, match="n_kept"):
         mixed_logprobs(z, tokens, ids, q, soft, 1.0, "gumbel", opts)
     with pytest.raises(ValueError, match="allowed"):
-        mixed_logprobs(z, tokens, ids, q, soft, 1.0, "levy")
+        mixed_logprobs(z, tokens, ids, q, soft, 1.0, "levy", OPTS)
 
 
 def test_mixed_batch_shapes_and_discrete_positions() -> None:
@@ -167,7 +189,7 @@ def test_mixed_batch_shapes_and_discrete_positions() -> None:
     q = torch.randn(2, 3, 4, generator=g)
     soft = torch.tensor([[True, False, True], [False, False, True]])
     temps = torch.tensor([[0.7, 0.7, 1.0], [1.0, 1.0, 0.7]])
-    out = mixed_logprobs(logits, tokens, ids, q, soft, temps, "gumbel")
+    out = mixed_logprobs(logits, tokens, ids, q, soft, temps, "gumbel", OPTS)
     assert out.shape == (2, 3)
     lp = torch.log_softmax(logits[0, 1] / 0.7, -1)[tokens[0, 1]]
     assert abs(out[0, 1].item() - lp.item()) < 1e-6

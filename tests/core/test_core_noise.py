@@ -5,6 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
+from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.core.density import gumbel_step_logprob
 from soft_thinking.core.noise import (
     LOG_EPS,
@@ -12,13 +13,17 @@ from soft_thinking.core.noise import (
     NOISE_REGISTRY,
     CounterSource,
     GeneratorSource,
-    NoiseParams,
     draw_noise,
     gamma_from_uniforms,
     get_noise,
     mixture_weights,
     row_uniform,
 )
+
+
+def noise_params(**fields):
+    """The NoiseParams view of a SoftThinkingConfig with these fields (the rest its defaults)."""
+    return SoftThinkingConfig(**fields).noise_params()
 
 
 def gens(n: int, seed: int = 0) -> GeneratorSource:
@@ -35,7 +40,7 @@ SOURCES = {"generator": gens, "counter": counter}
 @pytest.mark.parametrize("source", SOURCES)
 def test_unclamped_gumbel_draws_pass_ks_test(source: str) -> None:
     p = torch.full((400, 5), 0.2)
-    q = draw_noise("gumbel", p, SOURCES[source](400), NoiseParams(gumbel_clamp=None))
+    q = draw_noise("gumbel", p, SOURCES[source](400), noise_params(gumbel_clamp=None))
     g = (q.double() - np.log(0.2 + LOG_EPS)).flatten().numpy()
     assert stats.kstest(g, stats.gumbel_r.cdf).pvalue > 1e-3
     # and a wrong reference (a shifted Gumbel) is rejected: the test has power
@@ -45,12 +50,12 @@ def test_unclamped_gumbel_draws_pass_ks_test(source: str) -> None:
 def test_clamp_and_per_row_noise_factor() -> None:
     p = torch.full((200, 5), 0.2)
     nf = torch.where(torch.arange(200) % 2 == 0, 2.0, 1.0)
-    q = draw_noise("gumbel", p, gens(200), NoiseParams(gumbel_clamp=(-1.5, 3.0), noise_factor=nf))
+    q = draw_noise("gumbel", p, gens(200), noise_params(gumbel_clamp=(-1.5, 3.0), noise_factor=nf))
     g = (q.double() - np.log(0.2 + LOG_EPS)) / nf.double().unsqueeze(-1)
     assert g.min() >= -1.5 - 1e-5 and g.max() <= 3.0 + 1e-5
     assert (g.isclose(torch.tensor(-1.5, dtype=torch.float64), atol=1e-5)).any()
     # a scalar factor of 2 gives the even rows' values exactly
-    q2 = draw_noise("gumbel", p[::2], gens(200).rows(torch.arange(0, 200, 2)), NoiseParams(noise_factor=2.0))
+    q2 = draw_noise("gumbel", p[::2], gens(200).rows(torch.arange(0, 200, 2)), noise_params(noise_factor=2.0))
     assert torch.equal(q2, q[::2])
 
 
@@ -58,7 +63,7 @@ def test_clamp_and_per_row_noise_factor() -> None:
 def test_argmax_q_is_distributed_as_p_tilde(source: str) -> None:
     p_tilde = torch.tensor([0.5, 0.25, 0.15, 0.1, 0.0])
     n = 8000
-    q = draw_noise("gumbel", p_tilde.expand(n, -1), SOURCES[source](n, 1), NoiseParams(gumbel_clamp=None))
+    q = draw_noise("gumbel", p_tilde.expand(n, -1), SOURCES[source](n, 1), noise_params(gumbel_clamp=None))
     counts = np.bincount(q.argmax(-1).numpy(), minlength=5)
     assert counts[4] == 0  # a filtered-out candidate is never chosen
     assert stats.chisquare(counts[:4], p_tilde[:4].numpy() * n).pvalue > 1e-3
@@ -71,8 +76,8 @@ def test_argmax_q_is_distributed_as_p_tilde(source: str) -> None:
 def test_rows_draw_only_from_their_own_key(source: str) -> None:
     p = torch.softmax(torch.randn(6, 5, generator=torch.Generator().manual_seed(3)), -1)
     for name in NOISE_KINDS:
-        full = draw_noise(name, p, SOURCES[source](6), NoiseParams())
-        alone = draw_noise(name, p[2:3], SOURCES[source](6).rows(torch.tensor([2])), NoiseParams())
+        full = draw_noise(name, p, SOURCES[source](6), noise_params())
+        alone = draw_noise(name, p[2:3], SOURCES[source](6).rows(torch.tensor([2])), noise_params())
         assert torch.equal(full[2:3], alone), name
 
 
@@ -82,13 +87,13 @@ def test_generator_gumbel_consumes_k_uniforms_like_before() -> None:
     u = row_uniform(gens(3).generators, 5, "cpu")
     g = -torch.log(-torch.log(u))
     ref = (torch.log(p.double() + LOG_EPS) + g.clamp(-1.5, 3.0)).float()
-    assert torch.equal(draw_noise("gumbel", p, gens(3), NoiseParams()), ref)
+    assert torch.equal(draw_noise("gumbel", p, gens(3), noise_params()), ref)
 
 
 @pytest.mark.parametrize("a", [0.3, 1.0, 4.5])
 @pytest.mark.parametrize("source", SOURCES)
 def test_gamma_sampler_ks(a: float, source: str) -> None:
-    params = NoiseParams()
+    params = noise_params()
     streams = get_noise("dirichlet").streams(params)
     assert len(streams) == 3 * params.gamma_proposals + 1
     u = SOURCES[source](500, 2)(4, streams)
@@ -113,7 +118,7 @@ def test_gamma_zero_concentration_and_all_rejected_fallback() -> None:
 @pytest.mark.parametrize("source", SOURCES)
 def test_gaussian_noise_is_normal_before_clipping(source: str) -> None:
     p = torch.full((2000, 3), 1.0 / 3)
-    x = draw_noise("gaussian", p, SOURCES[source](2000, 4), NoiseParams(gaussian_sigma=0.05, gaussian_clip=10.0))
+    x = draw_noise("gaussian", p, SOURCES[source](2000, 4), noise_params(gaussian_sigma=0.05, gaussian_clip=10.0))
     z = ((x.double() - 1.0 / 3) / 0.05).flatten().numpy()
     assert stats.kstest(z, stats.norm.cdf).pvalue > 1e-3
     assert stats.kstest(z, stats.norm(scale=1.1).cdf).pvalue < 1e-3  # negative control
@@ -122,11 +127,11 @@ def test_gaussian_noise_is_normal_before_clipping(source: str) -> None:
 def test_dirichlet_and_gaussian_zero_for_filtered_candidates_and_weights_normalized() -> None:
     p = torch.tensor([[0.7, 0.3, 0.0]]).expand(50, -1)
     for name in ("dirichlet", "gaussian"):
-        x = draw_noise(name, p, gens(50), NoiseParams())
+        x = draw_noise(name, p, gens(50), noise_params())
         assert (x[:, 2] == 0).all() and (x[:, :2] > 0).all()
         w = mixture_weights(x, name, 0.1)
         torch.testing.assert_close(w.sum(-1), torch.ones(50))
-    x = draw_noise("gaussian", p, gens(50), NoiseParams(gaussian_sigma=1.0, gaussian_clip=0.15))
+    x = draw_noise("gaussian", p, gens(50), noise_params(gaussian_sigma=1.0, gaussian_clip=0.15))
     assert (x[:, 0] >= 0.55 - 1e-6).all() and (x[:, 0] <= 0.85 + 1e-6).all()
 
 

@@ -6,13 +6,14 @@ import pytest
 
 from soft_thinking.core.config import ConfigError, SoftThinkingConfig
 from soft_thinking.core.mixture import mix_embeddings
-from soft_thinking.core.noise import NoiseParams, mixture_weights
+from soft_thinking.core.noise import mixture_weights
 from soft_thinking.core.phase import PhaseTracker
 from soft_thinking.core.plan import StepPlan, new_phase
 from soft_thinking.core.sampling import SamplingTensors
 from soft_thinking.core.step import decode_step, discrete_step, soft_step
 
 V, K = 40, 5
+PARAMS, OPTS = SoftThinkingConfig().noise_params(), SoftThinkingConfig().logprob_options()  # the defaults' views
 
 
 def gens(n: int, seed: int = 0) -> list[torch.Generator]:
@@ -52,7 +53,7 @@ def test_mix_embeddings_matches_dense_float64_and_renormalizes() -> None:
 
 def test_soft_step_contract() -> None:
     logits = torch.randn(6, V, generator=torch.Generator().manual_seed(2)) * 3
-    r = soft_step(logits, settings(6), gens(6), "gumbel", NoiseParams(), K)
+    r = soft_step(logits, settings(6), gens(6), "gumbel", PARAMS, K, OPTS)
     assert r.soft.all()
     assert torch.equal(r.tokens, r.ids[:, 0])
     assert (r.q[:, :-1] >= r.q[:, 1:]).all()  # sorted by q (= weight), descending
@@ -63,7 +64,7 @@ def test_soft_step_contract() -> None:
 
 def test_k1_soft_equals_greedy_discrete() -> None:
     logits = torch.randn(5, V, generator=torch.Generator().manual_seed(3))
-    r = soft_step(logits, settings(5, k=-1, p=1.0), gens(5), "gumbel", NoiseParams(), 1)
+    r = soft_step(logits, settings(5, k=-1, p=1.0), gens(5), "gumbel", PARAMS, 1, OPTS)
     assert torch.equal(r.tokens, logits.argmax(-1)) and (r.weights == 1).all()
     d = discrete_step(logits, settings(5, t=0.0), gens(5), K)
     assert torch.equal(d.tokens, logits.argmax(-1)) and not d.soft.any()
@@ -72,7 +73,7 @@ def test_k1_soft_equals_greedy_discrete() -> None:
 
 def test_greedy_soft_is_noise_free_mixture() -> None:
     logits = torch.randn(3, V, generator=torch.Generator().manual_seed(4))
-    r = soft_step(logits, settings(3, t=0.0, k=5, p=1.0), gens(3), "gumbel", NoiseParams(), K)
+    r = soft_step(logits, settings(3, t=0.0, k=5, p=1.0), gens(3), "gumbel", PARAMS, K, OPTS)
     probs = torch.softmax(logits, -1)
     top = probs.topk(K)
     torch.testing.assert_close(r.weights, top.values / top.values.sum(-1, keepdim=True))
@@ -142,8 +143,8 @@ def test_row_results_do_not_depend_on_batch_composition() -> None:
     logits = torch.randn(8, V, generator=torch.Generator().manual_seed(6)) * 2
     g_all = gens(8, 3)
     for noise in ("gumbel", "dirichlet", "gaussian"):
-        full = soft_step(logits, settings(8), gens(8, 3), noise, NoiseParams(), K)
-        alone = soft_step(logits[5:6], settings(1), [gens(8, 3)[5]], noise, NoiseParams(), K)
+        full = soft_step(logits, settings(8), gens(8, 3), noise, PARAMS, K, OPTS)
+        alone = soft_step(logits[5:6], settings(1), [gens(8, 3)[5]], noise, PARAMS, K, OPTS)
         assert torch.equal(full.ids[5], alone.ids[0]) and torch.equal(full.q[5], alone.q[0])
     d_full = discrete_step(logits, settings(8, k=-1, p=0.9), g_all, K)
     d_alone = discrete_step(logits[5:6], settings(1, k=-1, p=0.9), [gens(8, 3)[5]], K)

@@ -26,6 +26,7 @@ from soft_thinking.engines.hf.tiny import tiny_model_and_tokenizer
 THINK_END_ID = 5
 EOS_ID = 2
 PROMPTS = ["What is 2+3?", "hi", "Compute 12*7 step by step.", "abc"]
+OPTS = SoftThinkingConfig().logprob_options()  # the paper's estimator
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +57,7 @@ def discrete_cfg(**kw) -> SoftThinkingConfig:
 def parity_delta(engine: SoftThinkingEngine, samples: list[Sample]) -> float:
     """max |rollout log-prob - replayed log-prob| over the response mask."""
     lp, batch = replay_logprobs(
-        engine.model, [s.prompt_ids for s in samples], [s.trace for s in samples], pad_id=engine.pad_id
+        engine.model, [s.prompt_ids for s in samples], [s.trace for s in samples], OPTS, pad_id=engine.pad_id
     )
     return float((lp.detach() - batch.logprobs).abs()[batch.mask].max())
 
@@ -497,7 +498,7 @@ def test_float64_model_runs_and_replays_to_float32_storage_precision() -> None:
     samples = engine.generate(["Compute 12+34."] * 2, soft_cfg(), n=3, max_new_tokens=20, seed=4)
     with torch.no_grad():
         lp, batch = replay_logprobs(engine.model, [s.prompt_ids for s in samples], [s.trace for s in samples],
-                                    pad_id=engine.pad_id)
+                                    OPTS, pad_id=engine.pad_id)
     assert lp.dtype == torch.float64
     gap = ((lp - batch.logprobs.double()).abs() * batch.mask).max().item()
     assert gap <= 1e-6

@@ -17,7 +17,6 @@ from transformers import AutoModelForCausalLM
 from verl_assets import make_model
 
 from soft_thinking.core.config import SoftThinkingConfig
-from soft_thinking.core.logprob import LogProbOptions
 from soft_thinking.engines.hf.engine import SoftThinkingEngine, resolve_think_end
 from soft_thinking.engines.hf.replay import replay_logprobs
 from softgrpo.verl_plugin.fields import trace_fields
@@ -141,7 +140,7 @@ def test_engine_matches_core_and_rollout(setup):
     got = _response_logprobs(engine, _micro_batch(samples, 1.0, OPTS), samples)
 
     for s, lp in zip(samples, got):
-        ref, _ = replay_logprobs(hf_model, [s.prompt_ids], [s.trace], LogProbOptions())
+        ref, _ = replay_logprobs(hf_model, [s.prompt_ids], [s.trace], SoftThinkingConfig().logprob_options())
         core_gap = (lp - ref[0]).abs().max().item()
         rollout_gap = (lp - s.trace.logprobs).abs().max().item()
         assert core_gap <= 1e-6, (core_gap, s.trace.soft.tolist())

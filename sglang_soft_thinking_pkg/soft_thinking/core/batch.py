@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 from torch import Tensor
 
+from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.core.logprob import LogProbOptions
 from soft_thinking.core.noise import NOISE_KINDS, NoiseParams, get_noise, normalize_weights
 from soft_thinking.core.phase import PhaseState
@@ -91,8 +92,8 @@ class BatchSpec:
     k_max: int
     width: int  # M: candidates read per row (>= k_max and >= every active top_k)
     kinds: tuple[str, ...] = NOISE_KINDS  # noise kinds rows may use (each is computed for all rows)
-    params: NoiseParams = field(default_factory=NoiseParams)  # per-batch constants; tau_g/noise_factor per row
-    opts: LogProbOptions = field(default_factory=LogProbOptions)
+    params: NoiseParams = field(default_factory=lambda: SoftThinkingConfig().noise_params())  # tau_g/noise_factor per row
+    opts: LogProbOptions = field(default_factory=lambda: SoftThinkingConfig().logprob_options())
 
     @classmethod
     def from_plan(cls, plan, width: int | None = None) -> BatchSpec:  # plan: core.plan.StepPlan

@@ -22,7 +22,8 @@ from dataclasses import MISSING, asdict, dataclass, fields, replace
 from functools import cache
 from typing import Any
 
-from soft_thinking.core.noise import NOISE_KINDS, NOISE_REGISTRY
+from soft_thinking.core.logprob import LogProbOptions
+from soft_thinking.core.noise import NOISE_KINDS, NOISE_REGISTRY, NoiseParams
 from soft_thinking.errors import SoftGRPOError
 
 LOGPROB_MODES = ("paper", "exact")
@@ -133,6 +134,21 @@ class SoftThinkingConfig:
     def effective_noise(self) -> str:
         """The noise a soft step draws: none when soft thinking is off or greedy (T=0, spec §1)."""
         return "none" if self.temperature == 0 or not self.enable_soft_thinking else self.noise
+
+    def noise_params(self) -> NoiseParams:
+        """The noise settings of this config (the one derivation of :class:`NoiseParams`)."""
+        return NoiseParams(
+            tau_g=self.gumbel_softmax_temperature, noise_factor=self.noise_factor, gumbel_clamp=self.gumbel_clamp,
+            dirichlet_alpha=self.dirichlet_alpha, gaussian_sigma=self.gaussian_sigma, gaussian_clip=self.gaussian_clip,
+        )
+
+    def logprob_options(self) -> LogProbOptions:
+        """The estimator settings of this config (the one derivation of :class:`LogProbOptions`)."""
+        return LogProbOptions(
+            mode=self.logprob_mode, gumbel_clamp=self.gumbel_clamp, logp_floor=self.logp_floor,
+            dirichlet_alpha=self.dirichlet_alpha, gaussian_sigma=self.gaussian_sigma,
+            degenerate_as_discrete=self.degenerate_as_discrete,
+        )
 
     def replace(self, **changes: Any) -> SoftThinkingConfig:
         unknown = set(changes) - {f.name for f in fields(self)}

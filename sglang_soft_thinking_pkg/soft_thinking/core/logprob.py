@@ -50,27 +50,20 @@ from soft_thinking.core.sampling import log_softmax_at_temperature
 
 @dataclass(frozen=True)
 class LogProbOptions:
-    """How soft steps are scored (a subset of :class:`SoftThinkingConfig`)."""
+    """How soft steps are scored: a view of :class:`SoftThinkingConfig` (``cfg.logprob_options()``).
 
-    mode: str = "paper"  # "paper" | "exact"
-    gumbel_clamp: tuple[float, float] | None = (-1.5, 3.0)
-    logp_floor: float = -3.0
-    dirichlet_alpha: float = 1.0
+    The config fields have no defaults here; ``dirichlet_clamp`` and ``p_floor`` are constants
+    of the ablation estimators (spec §3).
+    """
+
+    mode: str  # SoftThinkingConfig.logprob_mode: "paper" | "exact"
+    gumbel_clamp: tuple[float, float] | None
+    logp_floor: float
+    dirichlet_alpha: float
+    gaussian_sigma: float
+    degenerate_as_discrete: bool
     dirichlet_clamp: tuple[float, float] = (-5.0, 3.0)
-    gaussian_sigma: float = 0.05
     p_floor: float = 0.05  # dirichlet/gaussian candidates with p' <= p_floor are not averaged
-    degenerate_as_discrete: bool = False
-
-    @classmethod
-    def from_config(cls, cfg) -> LogProbOptions:  # cfg: SoftThinkingConfig
-        return cls(
-            mode=cfg.logprob_mode,
-            gumbel_clamp=cfg.gumbel_clamp,
-            logp_floor=cfg.logp_floor,
-            dirichlet_alpha=cfg.dirichlet_alpha,
-            gaussian_sigma=cfg.gaussian_sigma,
-            degenerate_as_discrete=cfg.degenerate_as_discrete,
-        )
 
 
 def soft_step_logprob(
@@ -118,7 +111,7 @@ def mixed_logprobs(
     soft: Tensor,
     temperature: float | Tensor,
     noise: str,
-    opts: LogProbOptions | None = None,
+    opts: LogProbOptions,
     n_kept: Tensor | None = None,
 ) -> Tensor:
     """Log-probs of a whole padded batch of rollout steps (discrete and soft mixed).
@@ -127,43 +120,9 @@ def mixed_logprobs(
         logits: ``[..., V]`` policy logits predicting each step.
         tokens: ``[...]`` visible tokens; ids/q: ``[..., K]``; soft: ``[...]`` bool.
         temperature: the rollout temperature of each step (float or ``[...]``).
-        noise: the batch's noise kind; opts: estimator options (defaults = the paper's).
+        noise: the batch's noise kind; opts: estimator options (``cfg.logprob_options()``).
     Returns:
         ``[...]`` float32 log-probs; padding positions hold finite garbage (mask them).
     """
-    opts = opts or LogProbOptions()
     logp = log_softmax_at_temperature(logits, temperature)
     return step_logprobs(logp, tokens, ids, q, soft, noise, opts, n_kept)
-
-
-def gumbel_logprob(
-    logits: Tensor,
-    ids: Tensor,
-    q: Tensor,
-    temperature: float | Tensor = 1.0,
-    clamp: tuple[float, float] | None = (-1.5, 3.0),
-    logp_floor: float = -3.0,
-) -> Tensor:
-    """The paper's soft-step estimator for ``logits [N, V]``, ``ids [N, K]``, ``q [N, K]`` -> ``[N]``."""
-    cand_lp = log_softmax_at_temperature(logits, temperature).gather(-1, ids.long())
-    return gumbel_step_logprob(cand_lp, q, LogProbOptions(gumbel_clamp=clamp, logp_floor=logp_floor))
-
-
-def gumbel_logprob_exact(logits: Tensor, ids: Tensor, q: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
-    """Unclamped Gumbel log-density summed over all K candidates -> ``[N]``."""
-    cand_lp = log_softmax_at_temperature(logits, temperature).gather(-1, ids.long())
-    return gumbel_step_logprob_exact(cand_lp, q, LogProbOptions(mode="exact"))
-
-
-def dirichlet_logprob(
-    logits: Tensor, ids: Tensor, x: Tensor, temperature: float | Tensor = 1.0, alpha: float = 1.0
-) -> Tensor:
-    cand_lp = log_softmax_at_temperature(logits, temperature).gather(-1, ids.long())
-    return dirichlet_step_logprob(cand_lp, x, LogProbOptions(dirichlet_alpha=alpha))
-
-
-def gaussian_logprob(
-    logits: Tensor, ids: Tensor, x: Tensor, temperature: float | Tensor = 1.0, sigma: float = 0.05
-) -> Tensor:
-    cand_lp = log_softmax_at_temperature(logits, temperature).gather(-1, ids.long())
-    return gaussian_step_logprob(cand_lp, x, LogProbOptions(gaussian_sigma=sigma))

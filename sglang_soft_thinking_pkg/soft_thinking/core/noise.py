@@ -70,26 +70,18 @@ _TINY = torch.finfo(torch.float32).tiny  # draws are floored here so they surviv
 
 @dataclass(frozen=True)
 class NoiseParams:
-    """Noise settings. ``tau_g`` and ``noise_factor`` may be per-row ``[B]`` tensors; the rest are per batch."""
+    """Noise settings: a view of :class:`SoftThinkingConfig` (``cfg.noise_params()``), no defaults of its own.
 
-    tau_g: float | Tensor = 0.1
-    noise_factor: float | Tensor = 1.0
-    gumbel_clamp: tuple[float, float] | None = (-1.5, 3.0)
-    dirichlet_alpha: float = 1.0
-    gaussian_sigma: float = 0.05
-    gaussian_clip: float = 0.15
+    ``tau_g`` and ``noise_factor`` may be per-row ``[B]`` tensors; the rest are per batch.
+    """
+
+    tau_g: float | Tensor  # SoftThinkingConfig.gumbel_softmax_temperature
+    noise_factor: float | Tensor
+    gumbel_clamp: tuple[float, float] | None
+    dirichlet_alpha: float
+    gaussian_sigma: float
+    gaussian_clip: float
     gamma_proposals: int = 8  # Marsaglia-Tsang proposals per draw (all rejected: p < 1e-10)
-
-    @classmethod
-    def from_config(cls, cfg) -> NoiseParams:  # cfg: SoftThinkingConfig (duck-typed to avoid a cycle)
-        return cls(
-            tau_g=cfg.gumbel_softmax_temperature,
-            noise_factor=cfg.noise_factor,
-            gumbel_clamp=cfg.gumbel_clamp,
-            dirichlet_alpha=cfg.dirichlet_alpha,
-            gaussian_sigma=cfg.gaussian_sigma,
-            gaussian_clip=cfg.gaussian_clip,
-        )
 
     def rows(self, index: Tensor) -> NoiseParams:
         """The settings of rows ``index`` (per-row tensors are indexed, scalars kept)."""

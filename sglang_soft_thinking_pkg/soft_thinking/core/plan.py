@@ -49,23 +49,6 @@ BATCH_FIELDS = (
 )
 
 
-def noise_params(cfg: SoftThinkingConfig) -> NoiseParams:
-    """The noise settings of ``cfg`` (a view: every value comes from the config)."""
-    return NoiseParams(
-        tau_g=cfg.gumbel_softmax_temperature, noise_factor=cfg.noise_factor, gumbel_clamp=cfg.gumbel_clamp,
-        dirichlet_alpha=cfg.dirichlet_alpha, gaussian_sigma=cfg.gaussian_sigma, gaussian_clip=cfg.gaussian_clip,
-    )
-
-
-def logprob_options(cfg: SoftThinkingConfig) -> LogProbOptions:
-    """The estimator settings of ``cfg`` (a view: every value comes from the config)."""
-    return LogProbOptions(
-        mode=cfg.logprob_mode, gumbel_clamp=cfg.gumbel_clamp, logp_floor=cfg.logp_floor,
-        dirichlet_alpha=cfg.dirichlet_alpha, gaussian_sigma=cfg.gaussian_sigma,
-        degenerate_as_discrete=cfg.degenerate_as_discrete,
-    )
-
-
 def real_phases(cfg: SoftThinkingConfig) -> bool:
     """Whether the steps after thinking use the ``after_thinking_*`` settings."""
     return cfg.enable_soft_thinking and not cfg.compat_stale_phase_mask
@@ -128,7 +111,7 @@ class StepPlan:
             noise=vec([NOISE_KINDS.index(c.effective_noise) for c in configs], torch.int64),
             max_topk=vec([c.max_topk for c in configs], torch.int64),
             params=replace(
-                noise_params(first),
+                first.noise_params(),
                 tau_g=vec([c.gumbel_softmax_temperature for c in configs], torch.float64),
                 noise_factor=vec([c.noise_factor for c in configs], torch.float64),
             ),
@@ -173,7 +156,7 @@ class StepPlan:
     # -- derived ------------------------------------------------------------------------------
     @cached_property
     def logprob(self) -> LogProbOptions:
-        return logprob_options(self.shared)
+        return self.shared.logprob_options()
 
     @cached_property
     def row_groups(self) -> list[tuple[tuple[str, int], Tensor]]:

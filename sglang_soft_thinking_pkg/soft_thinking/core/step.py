@@ -134,7 +134,7 @@ def soft_step(
     noise: str,
     params: NoiseParams,
     max_topk: int,
-    opts: LogProbOptions | None = None,
+    opts: LogProbOptions,
     logp: Tensor | None = None,
     entropy: Tensor | None = None,
 ) -> StepResult:
@@ -142,7 +142,6 @@ def soft_step(
 
     ``logp``/``entropy`` may be passed when the caller already computed them for these rows.
     """
-    opts = opts or LogProbOptions()
     if logp is None:
         logp = scaled_log_probs(logits, settings.temperature)
     probs = logp.exp()

@@ -7,7 +7,6 @@ import torch
 
 from soft_thinking.core.batch import BatchSpec
 from soft_thinking.core.config import SoftThinkingConfig
-from soft_thinking.core.noise import NoiseParams
 from soft_thinking.engines.sglang.codec import FLAG_RETRACTED, RowBytes, flags_of, pack_rows, trace_from_rows
 from soft_thinking.engines.sglang.mixture import mixed_input_embeds
 from soft_thinking.engines.sglang.settings import SoftRequest
@@ -49,7 +48,7 @@ class Scheduler:
 
     def __init__(self, model: TinyModel, reorder_seed: int = 0) -> None:
         self.model = model
-        self.table = SlotTable(BatchSpec(k_max=K, width=8, params=NoiseParams()), rows=17, think_end_width=2)
+        self.table = SlotTable(BatchSpec(k_max=K, width=8, params=SoftThinkingConfig().noise_params()), rows=17, think_end_width=2)
         self.free = list(range(1, 17))  # slot 0 is SGLang's padding slot
         self.rs = random.Random(reorder_seed)
 

@@ -36,7 +36,6 @@ from soft_thinking.core.grpo import (
     compute_grpo_advantages,
     kl_penalty,
 )
-from soft_thinking.core.logprob import LogProbOptions
 from soft_thinking.engines.hf.engine import SoftThinkingEngine, resolve_think_end
 from soft_thinking.engines.hf.models import load_model, resolve_dtype
 from soft_thinking.engines.hf.replay import replay_logprobs_entropy
@@ -100,7 +99,7 @@ class Trainer:
         think_end = resolve_think_end(tokenizer, THINK_END)
         self.st_cfg: SoftThinkingConfig = cfg.soft_thinking_config(think_end)
         self.st_cfg.validate(vocab_size=self.engine.vocab_size, for_training=True)
-        self.lp_opts = LogProbOptions.from_config(self.st_cfg)
+        self.lp_opts = self.st_cfg.logprob_options()
         self.loss_cfg = cfg.loss_config()
         o = cfg.actor.optim
         self.optimizer = torch.optim.AdamW(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.core.logprob import LogProbOptions, mixed_logprobs
 from soft_thinking.core.mixture import replay_embeddings
 from soft_thinking.errors import SoftGRPOError
@@ -139,7 +140,7 @@ def replay_logprobs(log_probs: Tensor, logits: Tensor, labels: Tensor, packed: P
         raise PackedSoftError(
             "soft steps in the batch but no estimator options: run with trainer.v1.trainer_mode=softgrpo_sync"
         )
-    opts = opts or LogProbOptions()
+    opts = opts if opts is not None else SoftThinkingConfig().logprob_options()
     if opts.degenerate_as_discrete and bool((on & (kept == 0)).any()):
         raise PackedSoftError("degenerate_as_discrete needs soft_kept, and the rollout did not record it")
     out = log_probs.clone()

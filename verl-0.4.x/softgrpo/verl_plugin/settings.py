@@ -88,7 +88,7 @@ def max_topk(section: Mapping[str, Any]) -> int:
 
 def logprob_options(cfg: SoftThinkingConfig) -> dict[str, Any]:
     """The estimator options as a plain dict (travels in ``batch.extra_info``)."""
-    d = asdict(LogProbOptions.from_config(cfg))
+    d = asdict(cfg.logprob_options())
     for key, value in d.items():
         if isinstance(value, tuple):
             d[key] = list(value)

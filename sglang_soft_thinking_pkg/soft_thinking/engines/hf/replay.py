@@ -60,7 +60,7 @@ def replay_logprobs(
     model: Any,
     prompts: Sequence[Sequence[int]],
     traces: Sequence[SoftTrace] | TraceBatch,
-    opts: LogProbOptions | None = None,
+    opts: LogProbOptions,
     pad_id: int = 0,
 ) -> tuple[Tensor, TraceBatch]:
     """Recomputed per-step log-probs ``[B, T]`` (float32) and the collated batch (for its mask)."""
@@ -72,7 +72,7 @@ def replay_logprobs_entropy(
     model: Any,
     prompts: Sequence[Sequence[int]],
     traces: Sequence[SoftTrace] | TraceBatch,
-    opts: LogProbOptions | None = None,
+    opts: LogProbOptions,
     pad_id: int = 0,
     with_entropy: bool = True,
 ) -> tuple[Tensor, Tensor | None, TraceBatch]:
@@ -82,7 +82,7 @@ def replay_logprobs_entropy(
     batch = batch.to(dev)
     logits = replay_logits(model, prompts, batch, pad_id)
     logp = log_softmax_at_temperature(logits, batch.temperatures)
-    lp = step_logprobs(logp, batch.tokens, batch.ids, batch.q, batch.soft, batch.noise, opts or LogProbOptions(), batch.n_kept)
+    lp = step_logprobs(logp, batch.tokens, batch.ids, batch.q, batch.soft, batch.noise, opts, batch.n_kept)
     entropy = None
     if with_entropy:
         with torch.no_grad():

@@ -29,8 +29,6 @@ from typing import Any
 import torch
 
 from soft_thinking.core.batch import BatchSpec
-from soft_thinking.core.logprob import LogProbOptions
-from soft_thinking.core.noise import NoiseParams
 from soft_thinking.engines.sglang.codec import TRACE_KEY, RowBytes, pack_rows
 from soft_thinking.engines.sglang.mixture import wrap_forward
 from soft_thinking.engines.sglang.refusals import server_refusals
@@ -96,8 +94,8 @@ class PluginState:
 
     def spec(self) -> BatchSpec:
         cfg = self.server_config()
-        params = NoiseParams.from_config(cfg)
-        opts = LogProbOptions.from_config(cfg)
+        params = cfg.noise_params()
+        opts = cfg.logprob_options()
         return BatchSpec(k_max=self.k_max, width=self.width, params=params, opts=opts)
 
 
