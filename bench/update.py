@@ -108,9 +108,10 @@ def build_quickstart() -> tuple[dict, dict]:
         trainers[arm] = tr
         rollouts[arm] = tr.rollout(tr.sampler.next_batch(), step=1)
     t = min(min(len(s.trace) for s in ro.samples) for ro in rollouts.values())
-    for ro in rollouts.values():  # same shape: every response cut to the shortest one
+    for arm, ro in rollouts.items():  # same shape: every response cut to the shortest one, collated again
         for s in ro.samples:
             s.trace = s.trace.truncate(t)
+        rollouts[arm] = Rollout.collate(ro.examples, ro.samples, ro.rewards, ro.advantages, trainers[arm].device)
     return trainers, rollouts
 
 
@@ -119,7 +120,7 @@ def case_quickstart(repeats: int) -> dict:
     out: dict = {}
     for arm, tr in trainers.items():
         ro = rollouts[arm]
-        fresh = Rollout(ro.examples, ro.samples, ro.rewards, ro.advantages)
+        fresh = Rollout.collate(ro.examples, ro.samples, ro.rewards, ro.advantages, tr.device)
         tr.update(fresh)  # warm-up
         times = []
         for _ in range(repeats):
@@ -184,7 +185,8 @@ def child_measure(case: str, arm: str) -> int:
         tr, ro = trainers[arm], rollouts[arm]
 
         def run() -> None:
-            replay_logprobs(tr.model, ro.prompt_ids, ro.traces, tr.lp_opts, tr.engine.pad_id)[0].sum().backward()
+            prompts, batch = ro.rows(slice(None))
+            replay_logprobs(tr.model, prompts, batch, tr.lp_opts, tr.engine.pad_id)[0].sum().backward()
 
     run()  # warm-up: lazy initialisations are not part of the recomputation's cost
     return peak_rss_delta(run)
