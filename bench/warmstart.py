@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -49,6 +49,27 @@ def run_one(seed: int, threads: int, extra: list[str]) -> dict:
     return {**info, "reached": True, "wall_seconds": wall}
 
 
+def write_result(args: argparse.Namespace, runs: list[dict], total: int) -> dict:
+    """Summarize the finished runs (median and worst per thread count) and write the JSON atomically."""
+    ok = [r for r in runs if r["reached"]]
+    summary = {}
+    for threads in args.threads:
+        rs = [r for r in ok if r["threads"] == threads]
+        if rs:
+            steps, secs = [r["steps"] for r in rs], [r["seconds"] for r in rs]
+            summary[f"threads={threads}"] = {"runs": len(rs), "steps_median": statistics.median(steps),
+                                             "steps_worst": max(steps), "seconds_median": statistics.median(secs),
+                                             "seconds_worst": max(secs),
+                                             "accuracy_min": min(r["greedy_accuracy"] for r in rs)}
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
+              "cpus": os.cpu_count(), "torch": torch.__version__, "recipe": SFTConfig().__dict__,
+              "extra_args": args.extra, "parallel": args.parallel, "note": args.note,
+              "complete": len(runs) == total, "runs_planned": total,
+              "all_reached": len(ok) == len(runs), "summary": summary, "runs": runs}
+    atomic_write_json(args.out, result)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=6)
@@ -65,24 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(r), flush=True)
         return r
 
+    runs: list[dict] = []
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        runs = list(pool.map(one, pairs))
-    ok = [r for r in runs if r["reached"]]
-    summary = {}
-    for threads in args.threads:
-        rs = [r for r in ok if r["threads"] == threads]
-        if rs:
-            steps, secs = [r["steps"] for r in rs], [r["seconds"] for r in rs]
-            summary[f"threads={threads}"] = {"runs": len(rs), "steps_median": statistics.median(steps),
-                                             "steps_worst": max(steps), "seconds_median": statistics.median(secs),
-                                             "seconds_worst": max(secs),
-                                             "accuracy_min": min(r["greedy_accuracy"] for r in rs)}
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
-              "cpus": os.cpu_count(), "torch": torch.__version__, "recipe": SFTConfig().__dict__,
-              "extra_args": args.extra, "parallel": args.parallel,
-              "note": args.note, "all_reached": len(ok) == len(runs), "summary": summary, "runs": runs}
-    atomic_write_json(args.out, result)
-    print(json.dumps(summary, indent=2))
+        for future in as_completed([pool.submit(one, pair) for pair in pairs]):
+            runs.append(future.result())
+            result = write_result(args, runs, total=len(pairs))  # after every run: a kill keeps what finished
+    print(json.dumps(result["summary"], indent=2))
     return 0 if result["all_reached"] else 1
 
 
