@@ -9,28 +9,48 @@ import os
 import pytest
 import torch
 
+from soft_thinking.core.batch import BatchStep
 from soft_thinking.core.config import SoftThinkingConfig
-from soft_thinking.core.trace import SoftTrace
+from soft_thinking.engines.sglang.codec import RowBytes, pack_rows
 from soft_thinking.errors import SoftGRPOError
-from softgrpo.verl_plugin.sglang_trace import decode_sglang_trace, sglang_soft_params
+from softgrpo.verl_plugin.sglang_trace import decode_sglang_trace, request_seed, sglang_soft_params
 
 
-def _trace() -> SoftTrace:
-    return SoftTrace(tokens=torch.tensor([7, 5, 9]), ids=torch.tensor([[7, 8], [5, 0], [9, 0]], dtype=torch.int32),
-                     q=torch.tensor([[0.5, -1.0], [0.0, 0.0], [0.0, 0.0]]), soft=torch.tensor([True, False, False]),
-                     logprobs=torch.tensor([-0.7, -1.2, -0.1]), noise="gumbel", tau_g=0.1, temperature=1.0,
-                     answer_temperature=1.0, answer_start=2).validate()
+def _rows_and_cfg() -> tuple[list[bytes], list[int], SoftThinkingConfig]:
+    """Rows packed by the SGLang plug-in's own codec for a 2-soft, 1-answer request."""
+    k = 4
+    tokens = [5, 11, 3]
+    ids = torch.zeros(3, k, dtype=torch.long)
+    ids[:, 0] = torch.tensor(tokens)
+    ids[:2, 1:3] = torch.tensor([[0, 9], [2, 8]])
+    q = torch.zeros(3, k)
+    q[:2, :3] = torch.tensor([[-0.5, -1.25, -2.0], [-0.1, -1.5, -3.0]])
+    step = BatchStep(tokens=torch.tensor(tokens), ids=ids, q=q, weights=torch.zeros(3, k),
+                     soft=torch.tensor([True, True, False]), logprobs=torch.tensor([-0.7, -1.2, -0.1], dtype=torch.float64),
+                     token_logprobs=torch.zeros(3), entropy=torch.zeros(3), n_kept=torch.tensor([3, 3, 1]),
+                     answer=torch.tensor([False, False, True]), truncated=torch.zeros(3, dtype=torch.bool),
+                     forced=torch.zeros(3, dtype=torch.bool))
+    packed = RowBytes(pack_rows(step))
+    cfg = SoftThinkingConfig(max_topk=3, think_end_token_ids=(7,), gumbel_softmax_temperature=0.25)
+    return [packed[i] for i in range(3)], tokens, cfg
 
 
 def test_trace_codec_roundtrip_and_errors():
-    t = _trace()
-    assert decode_sglang_trace(t.to_bytes()).equal(t)
-    with pytest.raises(SoftGRPOError, match="allowed bytes"):
-        decode_sglang_trace({"tokens": [1]})
+    rows, tokens, cfg = _rows_and_cfg()
+    trace = decode_sglang_trace(rows, tokens, cfg, seed=1)
+    assert trace.tokens.tolist() == tokens and trace.soft.tolist() == [True, True, False] and trace.K == 3
+    assert trace.ids[0].tolist() == [5, 0, 9] and trace.tau_g == 0.25
+    torch.testing.assert_close(trace.logprobs, torch.tensor([-0.7, -1.2, -0.1]))
+    with pytest.raises(SoftGRPOError, match="allowed a list of bytes rows"):
+        decode_sglang_trace({"tokens": [1]}, tokens, cfg, seed=1)
     with pytest.raises(SoftGRPOError, match="not a valid soft trace"):
-        decode_sglang_trace(b"not an npz archive")
-    params = sglang_soft_params({"temperature": 1.0, "custom_params": {"x": 1}}, SoftThinkingConfig(max_topk=3))
-    assert params["custom_params"]["x"] == 1 and params["custom_params"]["softgrpo"]["max_topk"] == 3
+        decode_sglang_trace(rows[1:], tokens, cfg, seed=1)  # one row per output token, or an error
+    with pytest.raises(SoftGRPOError, match="not a valid soft trace"):
+        decode_sglang_trace(rows, [5, 12, 3], cfg, seed=1)  # the rows' visible tokens must be the output's
+    params = sglang_soft_params({"temperature": 1.0, "custom_params": {"x": 1}}, SoftThinkingConfig(max_topk=3), 42)
+    custom = params["custom_params"]
+    assert custom["x"] == 1 and custom["max_topk"] == 3 and custom["seed"] == 42
+    assert request_seed("r-1") == request_seed("r-1") != request_seed("r-2")
 
 
 def test_sglang_loader_is_registered_and_calls_verls_first(monkeypatch):

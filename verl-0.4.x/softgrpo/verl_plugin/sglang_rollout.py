@@ -24,7 +24,7 @@ from verl.workers.rollout.sglang_rollout.async_sglang_server import SGLangHttpSe
 from soft_thinking.errors import SoftGRPOError
 from softgrpo.verl_plugin.fields import TRACE_KEY
 from softgrpo.verl_plugin.settings import soft_config, soft_section
-from softgrpo.verl_plugin.sglang_trace import META_KEY, decode_sglang_trace, sglang_soft_params
+from softgrpo.verl_plugin.sglang_trace import META_KEY, decode_sglang_trace, request_seed, sglang_soft_params
 
 
 class SoftSGLangHttpServer(SGLangHttpServer):
@@ -62,7 +62,8 @@ class SoftSGLangHttpServer(SGLangHttpServer):
                        *args: Any, **kwargs: Any) -> TokenOutput:
         cfg = soft_config(self._soft_section, sampling_params.get("temperature", 1.0),
                           sampling_params.get("top_p", 1.0), sampling_params.get("top_k", -1), self._think_end)
-        out = await super().generate(prompt_ids, sglang_soft_params(dict(sampling_params), cfg), request_id,
+        seed = request_seed(str(request_id))
+        out = await super().generate(prompt_ids, sglang_soft_params(dict(sampling_params), cfg, seed), request_id,
                                      *args, **kwargs)
         payload = self._soft_meta.pop(str(request_id), None)
         if payload is None:
@@ -72,9 +73,7 @@ class SoftSGLangHttpServer(SGLangHttpServer):
                 f"SGLang returned no meta_info[{META_KEY!r}] for request {request_id}: is the SofT-GRPO SGLang "
                 "plug-in installed and enabled in the server?"
             )
-        trace = decode_sglang_trace(payload)
-        if trace.tokens.tolist() != list(out.token_ids):
-            raise SoftGRPOError(f"SGLang soft trace ({len(trace)} steps) does not match its {len(out.token_ids)} tokens")
+        trace = decode_sglang_trace(payload, out.token_ids, cfg, seed)  # checks one row per token, same tokens
         out.extra_fields[TRACE_KEY] = trace.to_bytes()
         if out.log_probs is not None:
             out.log_probs = trace.logprobs.tolist()  # soft steps: densities, not token log-probs

@@ -1,37 +1,47 @@
 """The two points where the SGLang rollout meets the SofT-GRPO SGLang plug-in (GPU path).
 
-* :func:`sglang_soft_params` -- what a request carries so the SGLang plug-in decodes softly;
-* :func:`decode_sglang_trace` -- the trace the plug-in returns in ``meta_info["softgrpo"]``.
+* :func:`sglang_soft_params` -- the request's flat ``custom_params`` that make the SGLang plug-in
+  decode softly (``soft_thinking.engines.sglang.client.request_flags``: every config field plus the
+  request's seed, JSON-safe, as SGLang 0.5.23 requires);
+* :func:`decode_sglang_trace` -- the packed rows the plug-in returns in ``meta_info["softgrpo"]``
+  (one per output token, ``soft_thinking.engines.sglang.codec``) -> a validated :class:`SoftTrace`.
 
-ADAPT HERE when the SGLang plug-in's codec lands in ``soft_thinking.engines.sglang``: both functions
-assume the plug-in sends its settings as ``sampling_params["custom_params"]["softgrpo"]`` (the
-``SoftThinkingConfig`` flags) and returns the trace as ``SoftTrace.to_bytes()`` (the one trace
-wire format). Nothing else in the verl plug-in depends on that wire format.
+The wire format is the SGLang plug-in's own; this module only calls its codec.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.core.trace import SoftTrace
+from soft_thinking.engines.sglang.client import request_flags
+from soft_thinking.engines.sglang.codec import TraceError, trace_from_rows
+from soft_thinking.engines.sglang.settings import SoftRequest
 from soft_thinking.errors import SoftGRPOError
+from soft_thinking.text import derive_seed
 
 META_KEY = "softgrpo"
 
 
-def sglang_soft_params(sampling_params: dict[str, Any], cfg: SoftThinkingConfig) -> dict[str, Any]:
-    """``sampling_params`` plus the soft settings for the SGLang plug-in (a new dict)."""
-    custom = dict(sampling_params.get("custom_params") or {})
-    custom[META_KEY] = cfg.to_dict()
+def request_seed(request_id: str) -> int:
+    """The noise seed of one verl request (its counter-RNG key; same request id -> same draws)."""
+    return derive_seed("softgrpo-verl", request_id)
+
+
+def sglang_soft_params(sampling_params: dict[str, Any], cfg: SoftThinkingConfig, seed: int) -> dict[str, Any]:
+    """``sampling_params`` plus the flat soft settings for the SGLang plug-in (a new dict)."""
+    custom = {**(sampling_params.get("custom_params") or {}), **request_flags(cfg, seed)}
     return {**sampling_params, "custom_params": custom}
 
 
-def decode_sglang_trace(payload: Any) -> SoftTrace:
-    """``meta_info["softgrpo"]`` -> a validated :class:`SoftTrace`."""
+def decode_sglang_trace(payload: Any, output_ids: Sequence[int], cfg: SoftThinkingConfig, seed: int) -> SoftTrace:
+    """``meta_info["softgrpo"]`` (a list of packed rows, one per output token) -> a validated trace."""
+    if not isinstance(payload, (list, tuple)) or not all(isinstance(r, (bytes, bytearray)) for r in payload):
+        raise SoftGRPOError(f"SGLang meta_info[{META_KEY!r}] has type {type(payload).__name__}: allowed a list of "
+                            "bytes rows (one per output token)")
     try:
-        if isinstance(payload, (bytes, bytearray, memoryview)):
-            return SoftTrace.from_bytes(bytes(payload))
-    except (ValueError, KeyError) as err:
+        return trace_from_rows([bytes(r) for r in payload], output_ids, SoftRequest(cfg, seed))
+    except (TraceError, ValueError) as err:
         raise SoftGRPOError(f"SGLang meta_info[{META_KEY!r}] is not a valid soft trace: {err}") from err
-    raise SoftGRPOError(f"SGLang meta_info[{META_KEY!r}] has type {type(payload).__name__}: allowed bytes")
