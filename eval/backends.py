@@ -7,7 +7,8 @@ depend only on (prompt ``i``, ``seeds[i]``, ``j``) -- not on ``n`` or on other p
 - ``hf``: the project's reference engine (``soft_thinking.engines.hf.engine.SoftThinkingEngine``); one
   engine call per prompt with ``seed=seeds[i]`` (the engine seeds sample j from
   (seed, prompt index 0, j)).
-- ``sglang``: reserved for the SGLang plug-in; raises :class:`BackendUnavailable` for now.
+- ``sglang``: an offline ``sglang.Engine`` with the SofT-GRPO SGLang plug-in
+  (``soft_thinking.engines.sglang.client.SGLangEngine``; CUDA only, a 2-token soft self-test at start).
 """
 
 from __future__ import annotations
@@ -43,7 +44,31 @@ class Backend(Protocol):
     def generate(self, prompts: Sequence[str], n: int, seeds: Sequence[int]) -> list[list[Completion]]: ...
 
 
-class HFBackend:
+class EngineBackend:
+    """What every engine-backed backend shares: prompts through the tokenizer's chat template and one
+    ``RolloutEngine.generate`` call per chunk of problems (subclasses set engine, tokenizer, config)."""
+
+    engine: Any
+    tokenizer: Any
+    config: Any
+    max_new_tokens: int
+    batch_size: int = 64
+    progress: bool = False
+
+    def format_prompt(self, user_problem: str, template: str = DEFAULT_TEMPLATE) -> str:
+        return build_prompt(self.tokenizer, user_problem, template)
+
+    def generate(self, prompts: Sequence[str], n: int, seeds: Sequence[int]) -> list[list[Completion]]:
+        # one engine call for all prompts; per-prompt seeds make each problem's samples the same as
+        # if it were generated alone (finished rows leave the batch, so mixed lengths cost nothing)
+        samples = self.engine.generate(
+            list(prompts), self.config, n=n, max_new_tokens=self.max_new_tokens, seeds=[int(s) for s in seeds],
+            batch_size=self.batch_size, progress=self.progress,
+        )
+        return [[_from_sample(s) for s in samples[i * n : (i + 1) * n]] for i in range(len(prompts))]
+
+
+class HFBackend(EngineBackend):
     """Reference engine on transformers (``soft_thinking.engines.hf.engine``)."""
 
     def __init__(
@@ -64,17 +89,21 @@ class HFBackend:
         self.progress = progress
         self.batch_size = batch_size
 
-    def format_prompt(self, user_problem: str, template: str = DEFAULT_TEMPLATE) -> str:
-        return build_prompt(self.tokenizer, user_problem, template)
 
-    def generate(self, prompts: Sequence[str], n: int, seeds: Sequence[int]) -> list[list[Completion]]:
-        # one engine call for all prompts; per-prompt seeds make each problem's samples the same as
-        # if it were generated alone (finished rows leave the batch, so mixed lengths cost nothing)
-        samples = self.engine.generate(
-            list(prompts), self.config, n=n, max_new_tokens=self.max_new_tokens, seeds=[int(s) for s in seeds],
-            batch_size=self.batch_size, progress=self.progress,
-        )
-        return [[_from_sample(s) for s in samples[i * n : (i + 1) * n]] for i in range(len(prompts))]
+class SGLangBackend(EngineBackend):
+    """SGLang with the soft-thinking plug-in (``soft_thinking.engines.sglang.client``; needs CUDA)."""
+
+    def __init__(self, model: str, settings: SamplingSettings, *, think_end: str = "</think>",
+                 progress: bool = False, batch_size: int = 64, **engine_kwargs: Any) -> None:
+        from soft_thinking.engines.hf.engine import resolve_think_end
+        from soft_thinking.engines.sglang.client import SGLangEngine
+
+        self.engine = SGLangEngine(model, **engine_kwargs)
+        self.tokenizer = self.engine.tokenizer
+        self.config = settings.to_soft_thinking_config(tuple(resolve_think_end(self.tokenizer, think_end) or ()))
+        self.max_new_tokens = settings.max_generated_tokens
+        self.progress = progress
+        self.batch_size = batch_size
 
 
 def _from_sample(s: Any) -> Completion:
@@ -88,8 +117,12 @@ def make_backend(name: str, model: str, settings: SamplingSettings, **kwargs: An
     if name == "hf":
         return HFBackend(model, settings, **kwargs)
     if name == "sglang":
-        raise BackendUnavailable(
-            "--backend sglang needs the SGLang soft-thinking plug-in, which is not installed in this "
-            "environment; use --backend hf (reference engine) or install the plug-in"
-        )
+        import importlib.util
+
+        if importlib.util.find_spec("sglang") is None:
+            raise BackendUnavailable("--backend sglang needs sglang 0.5.12 (`bash setup.sh --gpu`); use --backend hf "
+                                     "(the reference engine) on a machine without it")
+        for key in ("device", "dtype"):  # SGLang places and casts the model itself
+            kwargs.pop(key, None)
+        return SGLangBackend(model, settings, **kwargs)
     raise BackendUnavailable(f"--backend={name!r} is invalid: allowed {list(BACKENDS)}")

@@ -106,3 +106,18 @@ def test_checkpoints_cli_error_is_one_line(monkeypatch, capsys) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert checkpoints.main(["list"]) == 2
     assert "offline" in one_error_line(capsys).lower()
+
+
+def test_sglang_backend_without_sglang_is_one_clear_error() -> None:
+    """Here sglang is not installed: the backend says what to install instead of failing inside it."""
+    import importlib.util
+
+    import pytest
+
+    from eval.backends import BackendUnavailable, make_backend
+    from eval.settings import SamplingSettings
+
+    if importlib.util.find_spec("sglang") is not None:
+        pytest.skip("sglang is installed: the GPU tests cover the backend")
+    with pytest.raises(BackendUnavailable, match="--backend sglang needs sglang 0.5.12"):
+        make_backend("sglang", "m", SamplingSettings())
