@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
 import pytest
 import torch
-
-import inspect
 
 from soft_thinking.core import grpo
 from soft_thinking.core.grpo import (

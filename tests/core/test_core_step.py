@@ -1,8 +1,7 @@
 """Soft/discrete steps, phase control (think-end, Cold Stop, after-thinking, compat) and the mixture."""
 
-import torch
-
 import pytest
+import torch
 
 from soft_thinking.core.config import ConfigError, SoftThinkingConfig
 from soft_thinking.core.mixture import mix_embeddings
@@ -256,7 +255,7 @@ def test_counter_rng_a_request_alone_equals_it_in_a_batch_of_64_with_joins_and_l
             if new:  # requests join
                 p_new, ph_new = StepPlan.build([reqs[i]["cfg"] for i in new]), new_phase([reqs[i]["cfg"] for i in new])
                 x_new = emb[[reqs[i]["first"] for i in new]]
-                vec = (lambda key: torch.tensor([reqs[i][key] for i in new]))  # noqa: E731
+                vec = (lambda key, new=new: torch.tensor([reqs[i][key] for i in new]))  # noqa: E731
                 if live:
                     plan, x = StepPlan.cat([plan, p_new]), torch.cat([x, x_new])
                     phase.join(ph_new)
