@@ -4,9 +4,11 @@
 
 Runs ``python -m softgrpo.quickstart --stage warmstart --seed S --threads T`` for every pair in a
 fresh process, each into its own temporary folder, and records steps, held-out greedy accuracy and
-seconds per run, with the median and the worst. ``--parallel 1`` (default) runs one at a time so
-the timings do not compete; with ``--parallel N`` the step counts are the same (they depend on seed
-and thread count only) but the seconds include the contention, and the JSON says so.
+seconds per run, with the median and the worst. One thread count at a time; by default its runs go
+side by side only as far as the cores allow (``cpus // threads`` at a time: two 1-thread runs, one
+2-thread run on 2 cores), so runs never compete for a core. ``--parallel N`` forces N at a time:
+the step counts stay the same (they depend on seed and thread count only) but the seconds then
+include the contention, and the JSON records the parallelism of each run.
 Exit status 1 when any run missed the target (the JSON is still written, with ``"all_reached": false``).
 """
 
@@ -33,7 +35,7 @@ from softgrpo.reference.sft import SFTConfig
 OUT = Path(__file__).resolve().parent / "results" / "warmstart.json"
 
 
-def run_one(seed: int, threads: int, extra: list[str]) -> dict:
+def run_one(seed: int, threads: int, extra: list[str], side_by_side: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="warmstart-") as tmp:
         cmd = [sys.executable, "-m", "softgrpo.quickstart", "--stage", "warmstart", "--seed", str(seed),
                "--threads", str(threads), "--out", tmp, *extra, "trainer.progress=false"]
@@ -44,9 +46,9 @@ def run_one(seed: int, threads: int, extra: list[str]) -> dict:
         raise RuntimeError(f"{' '.join(cmd)} crashed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     if proc.returncode == 2:  # WarmStartFailed: the target was missed
         return {"seed": seed, "threads": threads, "reached": False, "error": proc.stderr.strip().splitlines()[-1],
-                "wall_seconds": wall}
+                "wall_seconds": wall, "side_by_side": side_by_side}
     info = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {**info, "reached": True, "wall_seconds": wall}
+    return {**info, "reached": True, "wall_seconds": wall, "side_by_side": side_by_side}
 
 
 def write_result(args: argparse.Namespace, runs: list[dict], total: int) -> dict:
@@ -75,22 +77,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=6)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--out", type=Path, default=OUT)
-    p.add_argument("--parallel", type=int, default=1, help="runs at a time (timings then include contention)")
+    p.add_argument("--parallel", type=int, default=0,
+                   help="runs at a time; 0 (default): cpus // threads, so runs never share a core")
     p.add_argument("--note", default="", help="recorded in the JSON (e.g. what else loaded the machine)")
     p.add_argument("extra", nargs="*", help="more quickstart arguments (e.g. --sft-max-steps 2000)")
     args = p.parse_args(argv)
-    pairs = [(seed, threads) for threads in args.threads for seed in range(args.seeds)]
-
-    def one(pair: tuple[int, int]) -> dict:
-        r = run_one(*pair, args.extra)
-        print(json.dumps(r), flush=True)
-        return r
-
+    if args.seeds < 1 or args.parallel < 0 or min(args.threads) < 1:
+        p.error("--seeds and --threads must be >= 1, --parallel >= 0")
+    total = args.seeds * len(args.threads)
     runs: list[dict] = []
-    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        for future in as_completed([pool.submit(one, pair) for pair in pairs]):
-            runs.append(future.result())
-            result = write_result(args, runs, total=len(pairs))  # after every run: a kill keeps what finished
+    for threads in args.threads:  # one wave per thread count
+        side_by_side = args.parallel or max(1, (os.cpu_count() or 1) // threads)
+
+        def one(seed: int, threads: int = threads, side_by_side: int = side_by_side) -> dict:
+            r = run_one(seed, threads, args.extra, side_by_side)
+            print(json.dumps(r), flush=True)
+            return r
+
+        with ThreadPoolExecutor(max_workers=side_by_side) as pool:
+            for future in as_completed([pool.submit(one, seed) for seed in range(args.seeds)]):
+                runs.append(future.result())
+                result = write_result(args, runs, total)  # after every run: a kill keeps what finished
     print(json.dumps(result["summary"], indent=2))
     return 0 if result["all_reached"] else 1
 

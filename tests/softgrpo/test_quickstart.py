@@ -11,9 +11,16 @@ from softgrpo.quickstart.__main__ import main
 from softgrpo.quickstart.report import aggregate, learning_failures, over_seeds
 
 
-def test_fast_quickstart_writes_every_output_and_says_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "qs"
+@pytest.fixture(scope="module")
+def fast_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One smoke run in this process (``--jobs 1``), shared by the tests below."""
+    out = tmp_path_factory.mktemp("quickstart") / "qs"
     assert main(["--fast", "--jobs", "1", "--out", str(out), "trainer.progress=false"]) == 0
+    return out
+
+
+def test_fast_quickstart_writes_every_output_and_says_smoke(fast_run: Path) -> None:
+    out = fast_run
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "smoke"
     run = summary["runs"][0]
@@ -36,6 +43,18 @@ def test_fast_quickstart_writes_every_output_and_says_smoke(tmp_path: Path) -> N
     # the degenerate arm really ran with its estimator option
     ckpt = out / "seed0" / "softgrpo_degenerate" / "checkpoints" / "global_step_2"
     assert json.loads((ckpt / "config.json").read_text())["soft_thinking"]["degenerate_as_discrete"] is True
+
+
+def test_side_by_side_processes_give_the_same_results(fast_run: Path, tmp_path: Path) -> None:
+    """``--jobs 3`` (spawned processes, evaluations queued behind their arms) changes only the wall time."""
+    out = tmp_path / "qs"
+    assert main(["--fast", "--jobs", "3", "--out", str(out), "trainer.progress=false"]) == 0
+    for checkpoint in CHECKPOINTS:
+        assert (out / "seed0" / f"eval_{checkpoint}.json").read_bytes() == \
+            (fast_run / "seed0" / f"eval_{checkpoint}.json").read_bytes()
+    for arm in ARMS:
+        assert (out / "seed0" / arm / "final" / "model.safetensors").read_bytes() == \
+            (fast_run / "seed0" / arm / "final" / "model.safetensors").read_bytes()
 
 
 def test_missed_warm_start_exits_nonzero_and_writes_no_report(tmp_path: Path, capsys) -> None:
