@@ -8,7 +8,7 @@ import pytest
 
 from softgrpo.quickstart import ARMS, CHECKPOINTS, MODES
 from softgrpo.quickstart.__main__ import main
-from softgrpo.quickstart.report import aggregate, learning_failures, over_seeds
+from softgrpo.quickstart.report import aggregate, k_columns, learning_failures, over_seeds
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +109,9 @@ def test_warm_start_recipe_reaches_30_percent(tmp_path: Path, capsys, seed: int)
                  "--out", str(tmp_path), "trainer.progress=false"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["seed"] == seed and info["greedy_accuracy"] >= 0.3 and info["steps"] <= 1500
+
+
+def test_pass_at_k_columns_follow_k_numerically() -> None:
+    """A summary read back from JSON has its keys sorted as strings; the report's columns must not be."""
+    res = {m: {"pass_at_k": {k: {"value": 0.5} for k in ("1", "16", "2", "4", "8")}} for m in MODES}
+    assert k_columns({"eval": {"start": res}}) == ["1", "2", "4", "8", "16"]

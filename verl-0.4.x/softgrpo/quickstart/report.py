@@ -44,8 +44,9 @@ def over_seeds(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half, "seeds": int(a.size)}
 
 
-def _ks(run: dict[str, Any]) -> list[str]:
-    return list(run["eval"]["start"]["discrete"]["pass_at_k"])
+def k_columns(run: dict[str, Any]) -> list[str]:
+    """The k of Pass@k in numeric order (summaries read back from JSON have sorted string keys: "1", "16", "2")."""
+    return sorted(run["eval"]["start"]["discrete"]["pass_at_k"], key=int)
 
 
 def _pk(run: dict[str, Any], ckpt: str, mode: str, k: str) -> float:
@@ -54,7 +55,7 @@ def _pk(run: dict[str, Any], ckpt: str, mode: str, k: str) -> float:
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per checkpoint and mode, Pass@k over seeds; paired differences of the arms (Pass@1)."""
-    ks = _ks(runs[0])
+    ks = k_columns(runs[0])
     table = {c: {m: {k: over_seeds([_pk(r, c, m, k) for r in runs]) for k in ks} for m in MODES} for c in CHECKPOINTS}
     pairs = [("grpo", "start"), ("softgrpo", "start"), ("softgrpo_degenerate", "start"), ("softgrpo", "grpo"),
              ("softgrpo_degenerate", "softgrpo")]
@@ -88,7 +89,7 @@ def _problem_cell(m: dict[str, float]) -> str:
 
 def report_markdown(args: QuickstartArgs, runs: list[dict[str, Any]], agg: dict[str, Any], failures: list[str],
                     seconds: float) -> str:
-    ks = _ks(runs[0])
+    ks = k_columns(runs[0])
     many = len(runs) > 1
     lines: list[str] = []
     if args.fast:
@@ -117,8 +118,8 @@ def report_markdown(args: QuickstartArgs, runs: list[dict[str, Any]], agg: dict[
               else "## Differences in Pass@1 (points, one seed: no interval)", "",
               "| difference | discrete inference | soft inference |", "|---|---|---|"]
     for name, d in agg["pass_at_1_differences"].items():
-        cells = [f"{100 * d[m]['mean']:+.1f} [{100 * d[m]['ci_low']:+.1f}, {100 * d[m]['ci_high']:+.1f}]"
-                 for m in MODES]
+        cells = [f"{100 * d[m]['mean']:+.1f}" + (f" [{100 * d[m]['ci_low']:+.1f}, {100 * d[m]['ci_high']:+.1f}]"
+                                                 if many else "") for m in MODES]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Training", "", "| arm | reward first 25 steps → last 25 | RL seconds (per seed) |", "|---|---|---|"]
     for arm in ARMS:
