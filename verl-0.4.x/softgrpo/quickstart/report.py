@@ -101,7 +101,8 @@ def report_markdown(args: QuickstartArgs, runs: list[dict[str, Any]], agg: dict[
                   "(`trainer.total_training_steps=...`) or report the seeds above.", ""]
     lines += ["# SofT-GRPO quickstart report", "",
               f"Seeds {', '.join(str(r['seed']) for r in runs)}; {args.eval_problems} held-out problems × "
-              f"n={args.eval_n} samples per checkpoint and inference mode; wall time {seconds:.0f} s.", "",
+              f"n={args.eval_n} samples per checkpoint and inference mode; wall time of this invocation "
+              f"{seconds:.0f} s (finished stages of an earlier run in this folder are reused, not rerun).", "",
               "## Pass@k over seeds" if many else "## Pass@k", "",
               ("Cells: mean ± sd over seeds (percent); the per-seed tables below carry 95% bootstrap CIs over problems."
                if many else "Cells: percent [95% bootstrap CI over problems]."), "",
