@@ -194,3 +194,21 @@ def test_mixed_batch_shapes_and_discrete_positions() -> None:
     lp = torch.log_softmax(logits[0, 1] / 0.7, -1)[tokens[0, 1]]
     assert abs(out[0, 1].item() - lp.item()) < 1e-6
     assert abs(out[1, 2].item() - gumbel_logprob(logits[1, 2:], ids[1, 2:], q[1, 2:], 0.7).item()) < 1e-6
+
+
+def test_floor_is_a_hard_threshold_that_a_rounding_step_can_cross() -> None:
+    """The paper estimator jumps when a candidate's l' crosses the floor (the README's replay spikes).
+
+    Two candidates, the second at l' = -3 -/+ 1e-4: the mean runs over one candidate, then over two.
+    """
+    q = torch.tensor([[0.5, 1.5]], dtype=torch.float64)
+    got = []
+    for ell2 in (-3.0 - 1e-4, -3.0 + 1e-4):
+        p2 = math.exp(ell2) - 1e-6  # l' = log(p' + 1e-6)
+        cand_lp = torch.log(torch.tensor([[1.0 - p2, p2]], dtype=torch.float64))
+        got.append(gumbel_step_logprob(cand_lp, q, OPTS).item())
+    phi = [-g - math.exp(-g) for g in (min(max(0.5 - math.log(1.0 - p2 + 1e-6), -1.5), 3.0),
+                                       min(max(1.5 - (-3.0 + 1e-4), -1.5), 3.0))]
+    assert got[0] == pytest.approx(phi[0], abs=1e-4)  # second candidate below the floor: excluded
+    assert got[1] == pytest.approx((phi[0] + phi[1]) / 2, abs=1e-4)  # above: included
+    assert abs(got[1] - got[0]) > 0.5  # a 2e-4 move of l' moves the estimate by O(1)
