@@ -122,7 +122,6 @@ def make_backend(name: str, model: str, settings: SamplingSettings, **kwargs: An
         if importlib.util.find_spec("sglang") is None:
             raise BackendUnavailable("--backend sglang needs sglang 0.5.12 (`bash setup.sh --gpu`); use --backend hf "
                                      "(the reference engine) on a machine without it")
-        for key in ("device", "dtype"):  # SGLang places and casts the model itself
-            kwargs.pop(key, None)
-        return SGLangBackend(model, settings, **kwargs)
+        kwargs.pop("device", None)  # SGLang places the model on its GPU (SGLangEngine refuses without CUDA)
+        return SGLangBackend(model, settings, **kwargs)  # dtype goes to sglang.Engine(dtype=...), as recorded
     raise BackendUnavailable(f"--backend={name!r} is invalid: allowed {list(BACKENDS)}")

@@ -121,3 +121,24 @@ def test_sglang_backend_without_sglang_is_one_clear_error() -> None:
         pytest.skip("sglang is installed: the GPU tests cover the backend")
     with pytest.raises(BackendUnavailable, match="--backend sglang needs sglang 0.5.12"):
         make_backend("sglang", "m", SamplingSettings())
+
+
+def test_sglang_backend_gets_the_recorded_dtype(monkeypatch) -> None:
+    """The run's config records --dtype, so SGLang must load the model in it (not in its "auto" default)."""
+    import importlib.util
+
+    from eval import backends
+    from eval.settings import SamplingSettings
+
+    seen = {}
+
+    class Recorder:  # stands in for SGLangBackend, which needs CUDA; records what make_backend passes
+        def __init__(self, model, settings, **kwargs) -> None:
+            seen.update(kwargs, model=model)
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "sglang" else
+                        real_find_spec(name, *a))
+    monkeypatch.setattr(backends, "SGLangBackend", Recorder)
+    backends.make_backend("sglang", "m", SamplingSettings(), device="cpu", dtype="bfloat16", batch_size=8)
+    assert seen == {"model": "m", "dtype": "bfloat16", "batch_size": 8}
