@@ -17,27 +17,15 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.warmstart import run_quickstart
 from soft_thinking.io import atomic_write_json
 from softgrpo.quickstart import CHECKPOINTS
 
 OUT = Path(__file__).resolve().parent / "results" / "quickstart_jobs.json"
-
-
-def quickstart(out: Path, *args: str) -> float:
-    """Seconds of one ``python -m softgrpo.quickstart`` run (raises with its stderr when it fails)."""
-    cmd = [sys.executable, "-m", "softgrpo.quickstart", "--out", str(out), *args, "trainer.progress=false"]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,14 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--seed must be >= 0 and --jobs values >= 1, including 1 (the baseline of the ratios)")
     with tempfile.TemporaryDirectory(prefix="qs-jobs-") as tmp:
         base = Path(tmp) / "warm"
-        warm_seconds = quickstart(base, "--stage", "warmstart", "--seed", str(args.seed))
+        _, warm_seconds = run_quickstart(base, "--stage", "warmstart", "--seed", str(args.seed))
         start = base / f"seed{args.seed}" / "start"
         seconds: dict[int, float] = {}
         evals: dict[int, list[bytes]] = {}
         for jobs in args.jobs:
             out = Path(tmp) / f"jobs{jobs}"
             shutil.copytree(start, out / f"seed{args.seed}" / "start")
-            seconds[jobs] = quickstart(out, "--seed", str(args.seed), "--jobs", str(jobs))
+            _, seconds[jobs] = run_quickstart(out, "--seed", str(args.seed), "--jobs", str(jobs))
             evals[jobs] = [(out / f"seed{args.seed}" / f"eval_{c}.json").read_bytes() for c in CHECKPOINTS]
             print(json.dumps({"jobs": jobs, "seconds": round(seconds[jobs], 1)}), flush=True)
     identical = all(e == evals[1] for e in evals.values())

@@ -35,15 +35,24 @@ from softgrpo.reference.sft import SFTConfig
 OUT = Path(__file__).resolve().parent / "results" / "warmstart.json"
 
 
+def run_quickstart(out: str | Path, *args: str, ok: tuple[int, ...] = (0,)) -> tuple[subprocess.CompletedProcess, float]:
+    """``python -m softgrpo.quickstart --out OUT ARGS`` in a fresh process: (the process, its seconds).
+
+    Raises with the end of its stderr when the exit status is not in ``ok``.
+    """
+    cmd = [sys.executable, "-m", "softgrpo.quickstart", "--out", str(out), *args, "trainer.progress=false"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode not in ok:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc, seconds
+
+
 def run_one(seed: int, threads: int, extra: list[str], side_by_side: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="warmstart-") as tmp:
-        cmd = [sys.executable, "-m", "softgrpo.quickstart", "--stage", "warmstart", "--seed", str(seed),
-               "--threads", str(threads), "--out", tmp, *extra, "trainer.progress=false"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-    if proc.returncode not in (0, 2):
-        raise RuntimeError(f"{' '.join(cmd)} crashed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        proc, wall = run_quickstart(tmp, "--stage", "warmstart", "--seed", str(seed), "--threads", str(threads),
+                                    *extra, ok=(0, 2))
     if proc.returncode == 2:  # WarmStartFailed: the target was missed
         return {"seed": seed, "threads": threads, "reached": False, "error": proc.stderr.strip().splitlines()[-1],
                 "wall_seconds": wall, "side_by_side": side_by_side}
@@ -88,15 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict] = []
     for threads in args.threads:  # one wave per thread count
         side_by_side = args.parallel or max(1, (os.cpu_count() or 1) // threads)
-
-        def one(seed: int, threads: int = threads, side_by_side: int = side_by_side) -> dict:
-            r = run_one(seed, threads, args.extra, side_by_side)
-            print(json.dumps(r), flush=True)
-            return r
-
         with ThreadPoolExecutor(max_workers=side_by_side) as pool:
-            for future in as_completed([pool.submit(one, seed) for seed in range(args.seeds)]):
+            futures = [pool.submit(run_one, seed, threads, args.extra, side_by_side) for seed in range(args.seeds)]
+            for future in as_completed(futures):
                 runs.append(future.result())
+                print(json.dumps(runs[-1]), flush=True)
                 result = write_result(args, runs, total)  # after every run: a kill keeps what finished
     print(json.dumps(result["summary"], indent=2))
     return 0 if result["all_reached"] else 1
