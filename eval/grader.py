@@ -4,8 +4,10 @@ math-verify's own timeouts use ``signal.alarm`` and only work on the main thread
 disabled (see :mod:`eval.grading`). Here every answer runs in a worker process; the parent
 waits on the worker's pipe with a deadline of ``timeout_s`` per answer. A worker that misses its
 deadline is killed (SIGKILL) and replaced, and the answer gets ``status="timeout"``; a worker
-that dies (e.g. killed for memory) is replaced and its answer gets ``status="parse_error"``.
-Both are counted in :attr:`Grader.counts` and in the returned statuses, never silently.
+that dies (e.g. killed for memory) is replaced and its answer gets ``status="parse_error"``; a
+grade function that raises on one answer gives that answer ``status="error"`` (the exception in
+``detail``, the traceback logged once per grader) and the rest of the batch is graded as usual.
+All are counted in :attr:`Grader.counts` and in the returned statuses, never silently.
 
 Usage::
 
@@ -15,6 +17,8 @@ Usage::
 
 from __future__ import annotations
 
+import logging
+import math
 import multiprocessing as mp
 import time
 import traceback
@@ -27,10 +31,11 @@ from eval.grading import GradeResult, grade_answer, missing_think_end, warm_up
 
 GradeFn = Callable[[str, Any, str], GradeResult]
 Task = tuple[str, Any, str]
+log = logging.getLogger(__name__)
 
 
 class GraderError(RuntimeError):
-    """The grading function raised inside a worker (a bug, not a bad answer)."""
+    """The worker pool itself failed (a worker that cannot start); never raised for one answer."""
 
 
 def _worker_main(conn: Connection, grade_fn: GradeFn) -> None:
@@ -49,7 +54,7 @@ def _worker_main(conn: Connection, grade_fn: GradeFn) -> None:
         try:
             res = grade_fn(completion, gold, fmt)
             conn.send((idx, True, (res.correct, res.extracted, res.status, res.detail)))
-        except BaseException:  # reported to the parent, which raises GraderError
+        except Exception:  # this answer alone: the parent records status "error" and logs the traceback
             conn.send((idx, False, traceback.format_exc()))
 
 
@@ -104,10 +109,10 @@ class Grader:
     ) -> None:
         if start_method is None:
             start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        if not isinstance(workers, int) or workers < 1:
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ValueError(f"workers={workers!r} is invalid: allowed an integer >= 1")
-        if not timeout_s > 0:
-            raise ValueError(f"timeout_s={timeout_s!r} is invalid: allowed a number > 0")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < math.inf:
+            raise ValueError(f"timeout_s={timeout_s!r} is invalid: allowed a finite number > 0")
         if start_method not in mp.get_all_start_methods():
             raise ValueError(f"start_method={start_method!r} is invalid: allowed {mp.get_all_start_methods()}")
         self.timeout_s = float(timeout_s)
@@ -127,6 +132,7 @@ class Grader:
         self.counts: Counter[str] = Counter()
         self.restarts = 0
         self._closed = False
+        self._logged_error = False
 
     # -- public --------------------------------------------------------------------------
     def grade(self, tasks: Sequence[Task], *, require_think_end: bool = False) -> list[GradeResult]:
@@ -165,9 +171,7 @@ class Grader:
                     self._replace(w)
                     continue
                 w.task = None
-                if not ok:
-                    raise GraderError(f"grade function raised on task {ridx}:\n{payload}")
-                results[ridx] = GradeResult(*payload)
+                results[ridx] = GradeResult(*payload) if ok else self._failed(ridx, payload)
             now = time.monotonic()
             for conn, w in list(busy.items()):
                 if w.deadline <= now:
@@ -204,6 +208,14 @@ class Grader:
         self.close()
 
     # -- internals -----------------------------------------------------------------------
+    def _failed(self, idx: int, tb: str) -> GradeResult:
+        """The result of an answer whose grade function raised: ``status="error"``, counted."""
+        last = (tb.strip().splitlines() or ["unknown error"])[-1]
+        if not self._logged_error:
+            log.warning("grade function raised on answer %d (status 'error'; further ones only counted):\n%s", idx, tb)
+            self._logged_error = True
+        return GradeResult(False, None, "error", f"grade function raised: {last}"[:300])
+
     def _replace(self, w: _Worker) -> None:
         w.kill()
         self.restarts += 1

@@ -19,6 +19,12 @@ Rules, in order:
    (LaTeX wrapped in ``$...$``: MATH-500, AMC), ``latex_dollar`` (already contains ``$``:
    OlympiadBench; every ``$`` and a trailing period are removed, then it is wrapped once) and ``choice`` (a letter A-D: GPQA-diamond).
 
+5. **Bounds** (any model output gets a verdict in time linear in its length): the last box is
+   found in one pass (:func:`last_boxed`); integers are compared as digit strings
+   (:func:`int_equal`; ``int()`` refuses more than 4,300 digits); a non-integer boxed answer longer
+   than :data:`MAX_BOXED_CHARS` is a ``parse_error`` without parsing; without a box only the last
+   :data:`FALLBACK_TAIL_CHARS` characters go to math-verify's extraction.
+
 math-verify's signal-based timeouts are switched off here (``parsing_timeout=None``,
 ``timeout_seconds=None``); :class:`eval.grader.Grader` runs this function in worker processes
 and enforces the per-answer timeout by killing the worker.
@@ -39,7 +45,11 @@ from soft_thinking.text import THINK_END
 # Our Grader enforces the timeout; math-verify's "timeout is disabled" warning is expected.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
-STATUSES = ("ok", "no_answer", "parse_error", "timeout", "no_think_end")
+STATUSES = ("ok", "no_answer", "parse_error", "timeout", "no_think_end", "error")
+MAX_BOXED_CHARS = 2_000
+"""A boxed answer longer than this (and not a plain integer) is a ``parse_error`` without parsing."""
+FALLBACK_TAIL_CHARS = 10_000
+"""Without a ``\\boxed{}``, math-verify's extraction reads only the last this-many characters."""
 GOLD_FORMATS = ("expr", "latex", "latex_dollar", "choice")
 BENCHMARK_GOLD_FORMAT: dict[str, str] = {
     "aime2024": "expr",
@@ -51,10 +61,11 @@ BENCHMARK_GOLD_FORMAT: dict[str, str] = {
     "gpqa_diamond": "choice",
 }
 
-Status = Literal["ok", "no_answer", "parse_error", "timeout", "no_think_end"]
+Status = Literal["ok", "no_answer", "parse_error", "timeout", "no_think_end", "error"]
 
 _BOLD = re.compile(r"\*\*([^*\n]+?)\*\*")
 _BOX_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE = re.compile(r"[{}]")
 _CHOICES = ("A", "B", "C", "D")
 _INT = re.compile(r"-?\d+")
 _WARM_UP_ANSWERS = (
@@ -114,20 +125,37 @@ def missing_think_end(completion: str, think_end: str = THINK_END) -> GradeResul
 def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}``/``\\fbox{...}`` with balanced braces, else None.
 
-    An unclosed last box (truncated generation) falls back to the previous closed one.
+    An unclosed last box (truncated generation) falls back to the previous closed one. One pass over
+    the braces with a stack matches every ``{`` to its ``}`` (time linear in ``len(text)``); the
+    answer is the box whose opening brace is the rightmost one that closes.
     """
-    starts = [m.end() for m in _BOX_START.finditer(text)]
-    for start in reversed(starts):
-        depth = 1
-        for i in range(start, len(text)):
-            ch = text[i]
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i].strip()
-    return None
+    box_opens = {m.end() - 1 for m in _BOX_START.finditer(text)}  # index of each box's "{"
+    if not box_opens:
+        return None
+    stack: list[int] = []
+    best: tuple[int, int] | None = None
+    for m in _BRACE.finditer(text):
+        i = m.start()
+        if text[i] == "{":
+            stack.append(i)
+        elif stack:
+            j = stack.pop()
+            if j in box_opens and (best is None or j > best[0]):
+                best = (j, i)
+    return text[best[0] + 1 : best[1]].strip() if best is not None else None
+
+
+def int_equal(a: str, b: str) -> bool:
+    """Two integer strings (``-?\\d+``) have the same value, compared as text.
+
+    ``int()`` refuses more than 4,300 digits (``sys.get_int_max_str_digits``) and is quadratic in
+    the length; here leading zeros and the sign of zero are normalised and the digits compared.
+    """
+    def norm(x: str) -> tuple[bool, str]:
+        neg, digits = x.startswith("-"), x.lstrip("-").lstrip("0") or "0"
+        return (neg and digits != "0", digits)
+
+    return norm(a) == norm(b)
 
 
 def _pred_configs(fmt: str) -> list[Any]:
@@ -186,28 +214,36 @@ def grade_answer(completion: str, gold: Any, benchmark_or_gold_format: str, *,
     boxed = last_boxed(region)
     if boxed is not None and fmt != "choice" and _INT.fullmatch(boxed) and _INT.fullmatch(gold_text):
         # fast path, same verdict as math-verify: two integers are equal iff their values are
-        return GradeResult(int(boxed) == int(gold_text), boxed, "ok")
+        return GradeResult(int_equal(boxed, gold_text), _clip(boxed), "ok")
     gold_parsed = _parse_gold(gold_text, fmt)
     if not gold_parsed:
         return GradeResult(False, None, "parse_error", f"gold answer {gold_text!r} could not be parsed as {fmt}")
     if boxed is not None:
         if not boxed:
             return GradeResult(False, "", "no_answer", "empty \\boxed{}")
+        if len(boxed) > MAX_BOXED_CHARS:
+            return GradeResult(False, _clip(boxed), "parse_error",
+                               f"boxed answer has {len(boxed)} characters (limit {MAX_BOXED_CHARS}); not parsed")
         pred_text = boxed if fmt == "choice" else f"${boxed}$"
         pred = parse(pred_text, _pred_configs(fmt), parsing_timeout=None)
         if not pred:
             return GradeResult(False, boxed, "parse_error", "boxed answer could not be parsed")
         extracted: str | None = boxed
     else:
-        pred = parse(region, _pred_configs(fmt), parsing_timeout=None)
+        pred = parse(region[-FALLBACK_TAIL_CHARS:], _pred_configs(fmt), parsing_timeout=None)
         if not pred:
             return GradeResult(False, None, "no_answer")
-        extracted = str(pred[-1])
+        extracted = _clip(str(pred[-1]))
     try:
         ok = verify(list(gold_parsed), pred, timeout_seconds=None, raise_on_error=True)
     except Exception as exc:  # math-verify/sympy internals: counted as parse_error, not hidden
         return GradeResult(False, extracted, "parse_error", f"verify failed: {type(exc).__name__}: {exc}"[:300])
     return GradeResult(bool(ok), extracted, "ok")
+
+
+def _clip(text: str, limit: int = MAX_BOXED_CHARS) -> str:
+    """``text`` as stored in a sample record: at most ``limit`` characters, marked when cut."""
+    return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more characters]"
 
 
 def warm_up() -> None:

@@ -72,7 +72,9 @@ def _dying_grade(completion, gold, fmt):
 
 
 def _buggy_grade(completion, gold, fmt):
-    raise KeyError("bug in grade function")
+    if completion == "bug":
+        raise KeyError("bug in grade function")
+    return grade_answer(completion, gold, fmt)
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +107,18 @@ def test_dead_worker_is_replaced_and_counted():
         assert res[1].correct and g.restarts == 1
 
 
-def test_grade_function_bug_is_raised_not_scored_zero():
-    with Grader(workers=1, timeout_s=5, grade_fn=_buggy_grade) as g, pytest.raises(GraderError, match="KeyError"):
-        g.grade([("x", "1", "expr")])
+def test_grade_function_bug_fails_that_answer_alone_and_is_counted():
+    with Grader(workers=1, timeout_s=5, grade_fn=_buggy_grade) as g:
+        res = g.grade([("</think>\\boxed{1}", "1", "expr"), ("bug", "1", "expr"), ("</think>\\boxed{2}", "2", "expr")])
+        assert [r.status for r in res] == ["ok", "error", "ok"]
+        assert [r.correct for r in res] == [True, False, True]
+        assert "KeyError" in res[1].detail and "bug in grade function" in res[1].detail
+        assert g.counts["error"] == 1 and g.restarts == 0  # the worker survives a raising grade function
+
+
+def test_grader_error_is_kept_for_a_pool_that_cannot_start():
+    with pytest.raises(GraderError, match="did not start"):
+        Grader(workers=1, timeout_s=5, startup_timeout_s=1e-9)
 
 
 def test_grader_rejects_bad_arguments():
@@ -115,3 +126,6 @@ def test_grader_rejects_bad_arguments():
         Grader(workers=0)
     with pytest.raises(ValueError, match="timeout_s=0"):
         Grader(timeout_s=0)
+    for bad in (float("inf"), float("nan"), True, "10"):
+        with pytest.raises(ValueError, match="allowed a finite number > 0"):
+            Grader(timeout_s=bad)

@@ -6,6 +6,7 @@ import inspect
 import json
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,64 @@ def test_module_has_one_grading_path() -> None:
     """compute_score and the batched scorer both go through grade_completions (no second copy)."""
     src = inspect.getsource(rewards)
     assert src.count("grader.grade(") == 1 and src.count("grade_completions(") == 3
+
+
+# -- issue 17: the gold-format check, bounded and total grading -------------------------------------
+def test_unknown_extra_info_gold_format_is_a_config_error_naming_the_allowed_ones() -> None:
+    from soft_thinking.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"extra_info\['gold_format'\]='mmlu' is invalid: allowed \['expr'"):
+        gold_format("math", {"gold_format": "mmlu"})
+    with pytest.raises(ConfigError, match="gold_format"):
+        compute_score("math", "</think>\\boxed{C}", "C", {"gold_format": "letters"})
+    # the given format is used, not the data source's: "The answer is C" is a choice, no LaTeX answer
+    assert gold_format("math", {"gold_format": "choice"}) == "choice"
+    assert compute_score("math", "</think>The answer is C", "C", {"gold_format": "choice"}) == 1.0
+    assert compute_score("math", "</think>The answer is C", "C") == 0.0
+
+
+MB_SOUP = "</think>" + "\\boxed{" * ((1 << 20) // 7)
+BIG = "3" * 5000
+
+
+def test_compute_score_grades_a_megabyte_and_a_5000_digit_answer_per_sample() -> None:
+    before = STATUS_COUNTS["parse_error"] + STATUS_COUNTS["no_answer"]
+    t0 = time.perf_counter()
+    assert compute_score("aime", MB_SOUP, "5") == 0.0
+    assert time.perf_counter() - t0 < 10.0
+    assert STATUS_COUNTS["parse_error"] + STATUS_COUNTS["no_answer"] == before + 1
+    assert compute_score("aime", f"</think>\\boxed{{{BIG}}}", BIG) == 1.0
+    assert compute_score("aime", f"</think>\\boxed{{{BIG}}}", "73") == 0.0
+
+
+def test_reward_scorer_keeps_the_batch_when_one_sample_fails() -> None:
+    with RewardScorer(workers=1, timeout_s=10) as scorer:
+        texts = ["</think>\\boxed{2}", MB_SOUP, f"</think>\\boxed{{{BIG}}}", "</think>\\boxed{" + "x^" * 5000 + "1}"]
+        assert scorer("aime", texts, ["2", "5", BIG, "1"]) == [1.0, 0.0, 1.0, 0.0]
+        assert scorer.counts["ok"] == 2 and sum(scorer.counts.values()) == 4
+        assert [status for status, _ in scorer.failures] == ["parse_error"]  # the overlong box, with its reason
+        assert "limit" in scorer.failures[0][1]
+
+
+@pytest.mark.parametrize(("kwargs", "named"), [
+    ({"timeout_s": float("inf")}, "timeout_s=inf"), ({"timeout_s": 0}, "timeout_s=0"),
+    ({"workers": 0}, "workers=0"), ({"workers": True}, "workers=True"),
+])
+def test_reward_scorer_rejects_a_bad_pool_before_the_first_batch(kwargs, named) -> None:
+    from soft_thinking.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        RewardScorer(**kwargs)
+
+
+def test_bad_grading_environment_is_a_config_error(monkeypatch) -> None:
+    from soft_thinking.core.config import ConfigError
+
+    monkeypatch.setattr(rewards, "_grader", None)
+    for name, value in (("SOFTGRPO_GRADE_TIMEOUT", "abc"), ("SOFTGRPO_GRADE_TIMEOUT", "inf"),
+                        ("SOFTGRPO_GRADE_WORKERS", "0"), ("SOFTGRPO_GRADE_WORKERS", "2.5")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError, match="invalid: allowed"):
+            rewards._shared_grader()
+        monkeypatch.delenv(name)
+    assert rewards._grader is None

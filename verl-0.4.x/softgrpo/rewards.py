@@ -18,9 +18,15 @@ verl's ``custom_reward_function`` signature (``verl/trainer/ppo/reward.py`` ``ge
   token budget) scores 0 with status ``no_think_end``, so a ``\\boxed{}`` inside unfinished
   thinking earns nothing. Pass ``False`` for a model that has no think-end.
 
-Every outcome is counted (``ok``, ``no_answer``, ``parse_error``, ``timeout``, ``no_think_end``):
-:data:`STATUS_COUNTS` for :func:`compute_score`, :attr:`RewardScorer.counts` for the batched
-scorer the trainer uses; the trainer logs them as ``reward/<status>_count``.
+Every outcome is counted (``ok``, ``no_answer``, ``parse_error``, ``timeout``, ``no_think_end``,
+``error``): :data:`STATUS_COUNTS` for :func:`compute_score`, :attr:`RewardScorer.counts` for the
+batched scorer the trainer uses; the trainer logs them as ``reward/<status>_count``.
+
+Grading is bounded and total: whatever a model writes (a megabyte of braces, a 5,000-digit
+integer), that sample gets 0.0 or 1.0 and a status; a sample whose grading fails (``timeout``, a dead
+worker, ``error`` when the grade function raised) scores 0.0 and is counted, never raised for the
+batch. Only a bad configuration raises (:class:`ConfigError`): an unknown ``extra_info["gold_format"]``,
+a bad ``SOFTGRPO_GRADE_WORKERS``/``SOFTGRPO_GRADE_TIMEOUT``, or workers/timeout out of range.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import atexit
 import importlib
 import importlib.util
+import math
 import os
 import threading
 from collections import Counter
@@ -88,12 +95,31 @@ _grader: Grader | None = None
 STATUS_COUNTS: Counter[str] = Counter()
 
 
+def check_pool(workers: Any, timeout_s: Any, where: str = "custom_reward_function") -> tuple[int, float]:
+    """``(workers, timeout_s)`` checked: an integer >= 1 and a finite number > 0 (else ConfigError)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"{where} workers={workers!r} is invalid: allowed an integer >= 1")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < math.inf:
+        raise ConfigError(f"{where} timeout_s={timeout_s!r} is invalid: allowed a finite number of seconds > 0")
+    return workers, float(timeout_s)
+
+
+def _env_number(name: str, default: str, kind: type) -> Any:
+    raw = os.environ.get(name, default)
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = "an integer >= 1" if kind is int else "a finite number of seconds > 0"
+        raise ConfigError(f"{name}={raw!r} is invalid: allowed {allowed}") from None
+
+
 def _shared_grader() -> Grader:
     """One process pool per process; size and timeout from ``SOFTGRPO_GRADE_WORKERS``/``_TIMEOUT``."""
     global _grader
     if _grader is None:
-        _grader = Grader(workers=int(os.environ.get("SOFTGRPO_GRADE_WORKERS", "2")),
-                         timeout_s=float(os.environ.get("SOFTGRPO_GRADE_TIMEOUT", "10")))
+        workers, timeout_s = check_pool(_env_number("SOFTGRPO_GRADE_WORKERS", "2", int),
+                                        _env_number("SOFTGRPO_GRADE_TIMEOUT", "10", float), "environment")
+        _grader = Grader(workers=workers, timeout_s=timeout_s)
         atexit.register(_grader.close)
     return _grader
 
@@ -138,14 +164,24 @@ def load_reward_function(path: str, name: str = "compute_score") -> RewardFn:
 @dataclass
 class RewardScorer:
     """Scores a batch of completions with :func:`grade_completions` (or a custom function, called
-    per sample with verl's signature); keeps counts of grading outcomes."""
+    per sample with verl's signature); keeps counts of grading outcomes.
+
+    A sample whose grading fails scores 0.0 and is counted under its status (``timeout``,
+    ``parse_error``, ``error``); the call never raises for one sample. :attr:`failures` keeps the
+    ``(status, detail)`` of the failed samples of the last call, for the trainer to report."""
 
     fn: RewardFn | None = None  # None: the math-verify reward of this module
     timeout_s: float = 10.0
     workers: int = 2
     require_think_end: bool = True
     counts: Counter = field(default_factory=Counter)
+    failures: list[tuple[str, str]] = field(default_factory=list)
     _grader: Grader | None = None
+
+    FAILED = ("timeout", "parse_error", "error")
+
+    def __post_init__(self) -> None:
+        check_pool(self.workers, self.timeout_s)  # before the first batch, not at it
 
     def __call__(self, data_source: str | Sequence[str], texts: Sequence[str], answers: Sequence[Any],
                  extra_infos: Sequence[dict[str, Any] | None] | None = None) -> list[float]:
@@ -160,6 +196,7 @@ class RewardScorer:
         results = grade_completions(self._grader, data_source, texts, answers, extra_infos,
                                     require_think_end=self.require_think_end)
         self.counts.update(r.status for r in results)
+        self.failures = [(r.status, r.detail or "") for r in results if r.status in self.FAILED]
         return [1.0 if r.correct else 0.0 for r in results]
 
     def close(self) -> None:
