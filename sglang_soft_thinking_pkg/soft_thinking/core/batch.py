@@ -43,7 +43,13 @@ from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.core.logprob import LogProbOptions
 from soft_thinking.core.noise import NOISE_KINDS, NoiseParams, get_noise, normalize_weights
 from soft_thinking.core.phase import PhaseState
-from soft_thinking.core.rng import STREAM_SAMPLE, counter_uniforms
+from soft_thinking.core.rng import (
+    STREAM_SAMPLE,
+    block_words,
+    select_columns,
+    stream_columns,
+    uniform_from_word,
+)
 from soft_thinking.core.sampling import SamplingTensors, prefix_keep_mask, sample_from_sorted
 
 
@@ -134,10 +140,32 @@ class BatchStep:
     forced: Tensor  # bool [B]: the token was forced by Cold Stop (a think-end piece)
 
 
+def uniform_layout(spec: BatchSpec) -> tuple[list[int], list[int], dict[str, list[int]], int]:
+    """Where a step's uniforms come from: ``(blocks, columns, {kind: positions}, sample position)``.
+
+    ``blocks``: the Philox blocks the configured kinds and the sample stream read (block 0 always:
+    the Gumbel stream is its word 0 and the sample stream its word 1, so they share it);
+    ``columns``: the :func:`~soft_thinking.core.rng.block_words` columns converted to uniforms;
+    a kind's uniforms are ``columns`` positions ``{kind: [...]}``, the sample uniform is position
+    ``sample`` of candidate 0.
+    """
+    streams = {kind: list(get_noise(kind).streams(spec.params)) for kind in spec.kinds}
+    needed = sorted({s for ss in streams.values() for s in ss} | {STREAM_SAMPLE})
+    blocks = sorted({s // 4 for s in needed})
+    columns = stream_columns(needed, blocks)
+    return blocks, columns, {k: [needed.index(s) for s in ss] for k, ss in streams.items()}, needed.index(STREAM_SAMPLE)
+
+
 def counter_step_uniforms(seed: Tensor, position: Tensor, spec: BatchSpec) -> StepUniforms:
-    """Counter-RNG uniforms of one step for rows keyed by ``seed [B]`` and ``position [B]`` (sequence length)."""
-    noise = {kind: counter_uniforms(seed, position, spec.k_max, get_noise(kind).streams(spec.params)) for kind in spec.kinds}
-    return StepUniforms(noise, counter_uniforms(seed, position, 1, (STREAM_SAMPLE,))[:, 0, 0])
+    """Counter-RNG uniforms of one step for rows keyed by ``seed [B]`` and ``position [B]`` (sequence length).
+
+    Only the kinds in ``spec.kinds`` are drawn, all from one Philox evaluation (:func:`uniform_layout`);
+    each value equals ``counter_uniforms(seed, position, k_max, kind.streams)`` bit for bit.
+    """
+    blocks, columns, kinds, sample = uniform_layout(spec)
+    u = uniform_from_word(select_columns(block_words(seed, position, spec.k_max, blocks), columns))
+    noise = {kind: select_columns(u, cols) if cols else u[..., :0] for kind, cols in kinds.items()}
+    return StepUniforms(noise, u[:, 0, sample])
 
 
 def _col(x: Tensor) -> Tensor:

@@ -87,15 +87,53 @@ def gamma_boost_stream() -> int:
     return 7
 
 
-def _mulhilo(a: Tensor, m: int) -> tuple[Tensor, Tensor]:
-    """``(hi, lo)`` 32-bit words of ``a * m`` for ``0 <= a, m < 2^32``, without 64-bit overflow.
+def _pair_index(device: torch.device, ndim: int) -> Tensor:
+    """``[0, 1]`` shaped ``[2, 1, ..., 1]`` (``ndim`` dims): the position in a stacked word pair."""
+    return torch.arange(2, dtype=torch.int64, device=device).view(2, *([1] * (ndim - 1)))
 
-    ``a * m = a * m_hi * 2^16 + a * m_lo``; both partial products are < 2^48.
+
+def _pick(i: Tensor, first: int, second: int) -> Tensor:
+    """The int ``first`` at pair position 0 and ``second`` at 1 (device arithmetic: no host-to-device copy)."""
+    return i * (second - first) + first
+
+
+def _mulhilo(a: Tensor, m_lo: Tensor, m_hi: Tensor) -> tuple[Tensor, Tensor]:
+    """``(hi, lo)`` 32-bit words of ``a * m`` for ``0 <= a, m < 2^32``, ``m = m_hi 2^16 + m_lo``, no overflow.
+
+    ``p_lo = a m_lo``, ``p_hi = a m_hi`` (both ``< 2^48``), ``a m = p_hi 2^16 + p_lo``, so
+    ``hi = (p_hi + (p_lo >> 16)) >> 16`` and ``lo = (p_lo + (p_hi mod 2^16) 2^16) mod 2^32``.
     """
-    p_lo = a * (m & _MASK16)
-    p_hi = a * (m >> 16)
-    t = p_lo + ((p_hi & _MASK16) << 16)  # < 2^49
-    return (p_hi >> 16) + (t >> 32), t & MASK32
+    p_lo = a * m_lo
+    p_hi = a * m_hi
+    return ((p_lo >> 16) + p_hi) >> 16, (p_lo + ((p_hi & _MASK16) << 16)) & MASK32
+
+
+def philox4x32_pairs(a: Tensor, c: Tensor, k0: Tensor, k1: Tensor) -> tuple[Tensor, Tensor]:
+    """Philox4x32-10 on stacked words: ``a = [c0, c2]``, ``c = [c3, c1]`` (``[2, ...]``, broadcastable).
+
+    Returns ``([w0, w2], [w1, w3])``. The two multiplications of a round run as one (``a`` times
+    ``[M0, M1]``); the round keys of all ten rounds are built in one expression. Round ``r``
+    (Random123), with ``k_r = (k0 + r W0, k1 + r W1) mod 2^32``::
+
+        (hi0, lo0) = mulhilo(M0, c0);  (hi1, lo1) = mulhilo(M1, c2)
+        c = (hi1 ^ c1 ^ k_r0,  lo1,  hi0 ^ c3 ^ k_r1,  lo0)
+
+    The pairs alternate their order between rounds (even rounds hold ``[c0, c2]`` and
+    ``[c3, c1]``, odd rounds ``[c2, c0]`` and ``[c1, c3]``), so each round costs one flip.
+    """
+    i = _pair_index(a.device, max(a.dim(), c.dim(), k0.dim() + 1, k1.dim() + 1))
+    m_lo = (_pick(i, PHILOX_M0 & _MASK16, PHILOX_M1 & _MASK16), _pick(i, PHILOX_M1 & _MASK16, PHILOX_M0 & _MASK16))
+    m_hi = (_pick(i, PHILOX_M0 >> 16, PHILOX_M1 >> 16), _pick(i, PHILOX_M1 >> 16, PHILOX_M0 >> 16))
+    # round r, pair position i: key word (i + r + 1) mod 2 (even rounds [k1, k0], odd rounds [k0, k1])
+    r = torch.arange(PHILOX_ROUNDS, dtype=torch.int64, device=a.device).view(-1, *([1] * i.dim()))
+    word = (i + r + 1) % 2  # 0: k0, 1: k1
+    keys = ((k0 + word * (k1 - k0) + r * (word * (PHILOX_W1 - PHILOX_W0) + PHILOX_W0)) & MASK32).unbind(0)
+    for rnd in range(PHILOX_ROUNDS):
+        hi, lo = _mulhilo(a, m_lo[rnd % 2], m_hi[rnd % 2])
+        if rnd:
+            c = c.flip(0)
+        a, c = hi ^ c ^ keys[rnd], lo
+    return a, c
 
 
 def philox4x32(counter: tuple[Tensor, Tensor, Tensor, Tensor], key: tuple[Tensor, Tensor]) -> list[Tensor]:
@@ -108,19 +146,18 @@ def philox4x32(counter: tuple[Tensor, Tensor, Tensor, Tensor], key: tuple[Tensor
     """
     c0, c1, c2, c3 = (torch.as_tensor(c, dtype=torch.int64) & MASK32 for c in counter)
     k0, k1 = (torch.as_tensor(k, dtype=torch.int64) & MASK32 for k in key)
-    for r in range(PHILOX_ROUNDS):
-        if r:
-            k0 = (k0 + PHILOX_W0) & MASK32
-            k1 = (k1 + PHILOX_W1) & MASK32
-        hi0, lo0 = _mulhilo(c0, PHILOX_M0)
-        hi1, lo1 = _mulhilo(c2, PHILOX_M1)
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-    return [c0, c1, c2, c3]
+    shape = torch.broadcast_shapes(c0.shape, c1.shape, c2.shape, c3.shape, k0.shape, k1.shape)
+    c0, c1, c2, c3 = (x.expand(shape) for x in (c0, c1, c2, c3))
+    a, c = philox4x32_pairs(torch.stack([c0, c2]), torch.stack([c3, c1]), k0, k1)
+    return [a[0], c[0], a[1], c[1]]
 
 
 def uniform_from_word(word: Tensor) -> Tensor:
-    """``u = (2 (w >> 9) + 1) / 2^24`` in float32: exact, in ``[2^-24, 1 - 2^-24]``."""
-    return ((word >> 9) * 2 + 1).to(torch.float32) * (2.0**-24)
+    """``u = (2 (w >> 9) + 1) / 2^24`` in float32: exact, in ``[2^-24, 1 - 2^-24]``.
+
+    Computed as ``((w >> 8) | 1) / 2^24``: ``w >> 8 = 2 (w >> 9) + bit 8``, and ``| 1`` sets that bit.
+    """
+    return ((word >> 8) | 1).to(torch.float32) * (2.0**-24)
 
 
 def _key(seed: Tensor) -> tuple[Tensor, Tensor]:
@@ -147,24 +184,59 @@ def counter_uniform(seed: Tensor, position: Tensor, candidate: Tensor | int, str
     return uniform_from_word(counter_words(seed, position, candidate, stream // 4)[stream % 4])
 
 
+def _check_streams(streams: Sequence[int]) -> None:
+    for s in streams:
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+            raise ValueError(f"streams must be Python ints >= 0, got {list(streams)!r}")
+
+
+def block_words(seed: Tensor, position: Tensor, n_candidates: int, blocks: Sequence[int]) -> Tensor:
+    """int64 words ``[B, n_candidates, 4 len(blocks)]``: column ``4 i + w`` is word ``w`` of block ``blocks[i]``.
+
+    ``seed`` and ``position`` are ``[B]``; every block of every candidate in one Philox evaluation.
+    """
+    dev = position.device
+    pos = (torch.as_tensor(position, dtype=torch.int64) & MASK32).view(-1, 1, 1)
+    seed = torch.as_tensor(seed, dtype=torch.int64, device=dev).view(-1, 1, 1)
+    lo, hi = blocks[0], blocks[-1]
+    if list(blocks) == list(range(lo, hi + 1)):
+        blk = torch.arange(lo, hi + 1, dtype=torch.int64, device=dev)
+    else:
+        blk = torch.tensor(list(blocks), dtype=torch.int64, device=dev)
+    cand = torch.arange(n_candidates, dtype=torch.int64, device=dev).view(1, -1, 1)
+    i = _pair_index(dev, 4)
+    first = i == 0
+    a, c = philox4x32_pairs(torch.where(first, pos, blk.view(1, 1, -1)), i * cand, seed & MASK32, (seed >> 32) & MASK32)
+    # a = [w0, w2], c = [w1, w3]: words [2 (a/c), 2 (pair), B, n, nb] -> [B, n, nb, 4], word = 2 pair + (a/c)
+    words = torch.stack(torch.broadcast_tensors(a, c), dim=0)
+    return words.permute(2, 3, 4, 1, 0).reshape(words.shape[2], words.shape[3], -1)
+
+
+def stream_columns(streams: Sequence[int], blocks: Sequence[int]) -> list[int]:
+    """The column of each stream in :func:`block_words` ``(..., blocks)``."""
+    return [4 * list(blocks).index(s // 4) + s % 4 for s in streams]
+
+
+def select_columns(x: Tensor, cols: Sequence[int]) -> Tensor:
+    """``x[..., cols]``: a slice when ``cols`` is a run, else one ``index_select``."""
+    if list(cols) == list(range(cols[0], cols[0] + len(cols))):
+        return x[..., cols[0]: cols[0] + len(cols)]
+    return x.index_select(-1, torch.tensor(list(cols), dtype=torch.int64, device=x.device))
+
+
 def counter_uniforms(seed: Tensor, position: Tensor, n_candidates: int, streams: Sequence[int]) -> Tensor:
     """``u [B, n_candidates, len(streams)]``: ``u[b, k, i]`` = stream ``streams[i]`` of candidate ``k``.
 
-    ``seed`` and ``position`` are ``[B]``. Each Philox block is computed once and all its four
-    words are used, so the streams of one block cost one evaluation per candidate.
+    ``seed`` and ``position`` are ``[B]``. The blocks the streams need are computed in one
+    Philox evaluation and every word of a block is used, so the streams of one block cost nothing extra.
     """
-    seed = torch.as_tensor(seed, dtype=torch.int64)
+    _check_streams(streams)
     position = torch.as_tensor(position, dtype=torch.int64)
-    cand = torch.arange(n_candidates, dtype=torch.int64, device=position.device)
     if not streams:
         return torch.empty(*position.shape, n_candidates, 0, dtype=torch.float32, device=position.device)
-    blocks: dict[int, list[Tensor]] = {}
-    for s in streams:
-        if not isinstance(s, int) or s < 0:
-            raise ValueError(f"streams must be Python ints >= 0, got {list(streams)!r}")
-        if s // 4 not in blocks:
-            blocks[s // 4] = counter_words(seed.unsqueeze(-1), position.unsqueeze(-1), cand, s // 4)
-    return torch.stack([uniform_from_word(blocks[s // 4][s % 4]) for s in streams], dim=-1)
+    blocks = sorted({s // 4 for s in streams})
+    words = block_words(seed, position, n_candidates, blocks)
+    return uniform_from_word(select_columns(words, stream_columns(streams, blocks)))
 
 
 def normal_from_uniforms(u1: Tensor, u2: Tensor) -> Tensor:
