@@ -12,7 +12,8 @@ keys, and returns a :class:`TrainConfig` whose ``validate()`` names the offendin
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from soft_thinking.core.config import ConfigError, SoftThinkingConfig
 from soft_thinking.core.grpo import KL_PENALTY_KINDS, LOSS_AGG_MODES
+from softgrpo.schema import build
 
 ARMS = ("grpo", "softgrpo")
+MAX_TIMEOUT_S = 86400.0  # a day: larger values overflow the grader's pipe poll
+MAX_WORKERS = 256
+MAX_THREADS = 1024
 LOGGERS = ("console", "jsonl", "tensorboard", "wandb")
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -181,7 +186,11 @@ class TrainConfig:
             if key in st and st[key] != getattr(r, key):
                 _fail(f"soft_thinking.{key}", st[key], f"the value of actor_rollout_ref.rollout.{key} ({getattr(r, key)!r}) or unset")
             st[key] = getattr(r, key)
-        st["enable_soft_thinking"] = self.trainer.arm == "softgrpo"
+        soft = self.trainer.arm == "softgrpo"
+        if "enable_soft_thinking" in st and st["enable_soft_thinking"] is not soft:  # the arm decides
+            _fail("soft_thinking.enable_soft_thinking", st["enable_soft_thinking"],
+                  f"unset or {soft} (trainer.arm={self.trainer.arm!r} decides soft or discrete rollouts)")
+        st["enable_soft_thinking"] = soft
         if think_end_token_ids and not st.get("soft_until_eos", False):
             st.setdefault("think_end_token_ids", tuple(think_end_token_ids))
         try:
@@ -236,8 +245,11 @@ class TrainConfig:
         for lg in t.logger:
             if lg not in LOGGERS:
                 _fail("trainer.logger", lg, f"a list of {LOGGERS}")
-        if t.device != "cpu" and not t.device.startswith("cuda"):
-            _fail("trainer.device", t.device, "'cpu', 'cuda' or 'cuda:N'")
+        _check_device(t.device)
+        if not 0 <= t.seed < 2**63:
+            _fail("trainer.seed", t.seed, "an integer in [0, 2**63)")
+        if t.num_threads > MAX_THREADS:
+            _fail("trainer.num_threads", t.num_threads, f"an integer in [1, {MAX_THREADS}]")
         _positive_int("data.train_batch_size", d.train_batch_size)
         _positive_int("data.max_prompt_length", d.max_prompt_length)
         _positive_int("data.max_response_length", d.max_response_length)
@@ -247,6 +259,14 @@ class TrainConfig:
             _fail("trainer.test_freq", t.test_freq, "0 when data.val_files is not set")
         if d.train_files is None:
             _fail("data.train_files", d.train_files, "a JSONL/parquet path or 'builtin:arithmetic'")
+        check_data_spec("data.train_files", d.train_files)
+        for i, spec in enumerate([d.val_files] if isinstance(d.val_files, str) else list(d.val_files or [])):
+            check_data_spec("data.val_files" if isinstance(d.val_files, str) else f"data.val_files[{i}]", spec)
+        for key in ("prompt_key", "answer_key", "data_source"):
+            if not getattr(d, key).strip():
+                _fail(f"data.{key}", getattr(d, key), "a non-empty string")
+        if not self.actor_rollout_ref.model.path.strip():
+            _fail("actor_rollout_ref.model.path", self.actor_rollout_ref.model.path, "a model folder or a tiny-model name")
         _positive_int("actor_rollout_ref.rollout.n", r.n)
         if self.algorithm.adv_estimator == "grpo" and r.n < 2:
             _fail("actor_rollout_ref.rollout.n", r.n, ">= 2 for GRPO (advantages are relative to a group)")
@@ -271,6 +291,8 @@ class TrainConfig:
         o = a.optim
         if not (math.isfinite(o.lr) and o.lr > 0):
             _fail("actor_rollout_ref.actor.optim.lr", o.lr, "a finite number > 0")
+        if not all(0.0 <= b < 1.0 for b in o.betas):  # AdamW's own rule, checked before the model loads
+            _fail("actor_rollout_ref.actor.optim.betas", list(o.betas), "two numbers in [0, 1)")
         if not (math.isfinite(o.weight_decay) and o.weight_decay >= 0):
             _fail("actor_rollout_ref.actor.optim.weight_decay", o.weight_decay, "a number >= 0")
         _nonneg_int("actor_rollout_ref.actor.optim.warmup_steps", o.warmup_steps)
@@ -284,9 +306,17 @@ class TrainConfig:
             _fail("actor_rollout_ref.actor.kl_loss_type", a.kl_loss_type, f"one of {KL_PENALTY_KINDS}")
         if self.actor_rollout_ref.model.dtype not in DTYPES:
             _fail("actor_rollout_ref.model.dtype", self.actor_rollout_ref.model.dtype, f"one of {DTYPES}")
-        if not (self.custom_reward_function.timeout_s > 0):
-            _fail("custom_reward_function.timeout_s", self.custom_reward_function.timeout_s, "a number > 0")
-        _positive_int("custom_reward_function.workers", self.custom_reward_function.workers)
+        rf = self.custom_reward_function
+        if not 0 < rf.timeout_s <= MAX_TIMEOUT_S:
+            _fail("custom_reward_function.timeout_s", rf.timeout_s, f"a number of seconds in (0, {MAX_TIMEOUT_S}]")
+        if not 1 <= rf.workers <= MAX_WORKERS:
+            _fail("custom_reward_function.workers", rf.workers, f"an integer in [1, {MAX_WORKERS}]")
+        if rf.path is not None and not rf.path.strip():
+            _fail("custom_reward_function.path", rf.path, "null or a module path / .py file")
+        if not rf.name.isidentifier():
+            _fail("custom_reward_function.name", rf.name, "a Python identifier (the function's name)")
+        if not (0 < a.clip_ratio < 1):
+            _fail("actor_rollout_ref.actor.clip_ratio", a.clip_ratio, "a number in (0, 1)")
         try:
             self.loss_config()
         except ConfigError as err:
@@ -303,6 +333,38 @@ class TrainConfig:
         return asdict(self)
 
 
+def _check_device(device: str) -> None:
+    """``cpu``, ``cuda`` or ``cuda:N``; CUDA only where this torch build sees that device."""
+    m = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if device != "cpu" and m is None:
+        _fail("trainer.device", device, "'cpu', 'cuda' or 'cuda:N'")
+
+
+def check_device_available(device: str) -> None:
+    """The device exists in this torch build (run before a trainer starts; a shipped GPU config still
+    validates on a CPU machine)."""
+    _check_device(device)
+    m = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if m is not None:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(m.group(1) or 0)
+        if index >= count:
+            _fail("trainer.device", device, "'cpu' (this torch build sees no CUDA device)" if count == 0
+                  else f"'cpu' or 'cuda:N' with N < {count}")
+
+
+def check_data_spec(key: str, spec: str) -> None:
+    """A data source: ``builtin:arithmetic[?k=v&...]`` (its options checked) or a .jsonl/.parquet path."""
+    from softgrpo.reference.data import parse_builtin
+
+    if spec.startswith("builtin:"):
+        parse_builtin(spec, key)
+    elif Path(spec).suffix not in (".jsonl", ".parquet"):
+        _fail(key, spec, "a .jsonl or .parquet file or 'builtin:arithmetic'")
+
+
 def _positive_int(key: str, v: Any) -> None:
     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
         _fail(key, v, "an integer >= 1")
@@ -311,30 +373,6 @@ def _positive_int(key: str, v: Any) -> None:
 def _nonneg_int(key: str, v: Any) -> None:
     if not isinstance(v, int) or isinstance(v, bool) or v < 0:
         _fail(key, v, "an integer >= 0")
-
-
-def _build(cls: type, node: Any, prefix: str) -> Any:
-    """Instantiate dataclass ``cls`` from a plain dict, rejecting unknown keys with their full name."""
-    if node is None:
-        return cls()
-    if not isinstance(node, dict):
-        _fail(prefix.rstrip("."), node, "a mapping")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(node) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {[prefix + k for k in unknown]}; allowed under "
-                          f"{prefix.rstrip('.') or 'the root'}: {sorted(known)}")
-    kwargs = {}
-    for name, value in node.items():
-        f = known[name]
-        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
-        if is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{prefix}{name}.")
-        elif isinstance(default, tuple) and isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
@@ -361,4 +399,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def from_container(container: Any) -> TrainConfig:
-    return _build(TrainConfig, container, "").validate()
+    return build(TrainConfig, container, "").validate()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 from soft_thinking.errors import exit_on_error
-from softgrpo.config import load_config
+from softgrpo.config import check_device_available, load_config
 
 
 @exit_on_error
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
+    check_device_available(cfg.trainer.device)
     from softgrpo.reference.trainer import Trainer  # after the config check: torch/transformers load slowly
 
     Trainer(cfg).train()

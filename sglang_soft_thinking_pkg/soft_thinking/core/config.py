@@ -189,6 +189,9 @@ class SoftThinkingConfig:
             raise ConfigError(f"unknown soft-thinking flag(s) {unknown}; allowed: {allowed}")
         values: dict[str, Any] = {}
         switches = {k: v for k, v in flags.items() if k in NOISE_SWITCHES}
+        for k, v in switches.items():  # a string "false" would read as on
+            if v is not None and not isinstance(v, bool):
+                raise ConfigError(f"soft-thinking flag {k}={v!r} is invalid: allowed true or false (a boolean)")
         if switches:
             on = [NOISE_SWITCHES[k] for k, v in switches.items() if v]
             if len(on) > 1:
@@ -203,10 +206,11 @@ class SoftThinkingConfig:
             if name in values and values[name] != value:
                 raise ConfigError(f"soft-thinking flag {name!r} is given twice ({values[name]!r} and {key}={value!r})")
             values[name] = tuple(value) if isinstance(value, list) else value
-        if values.get("think_end_token_ids") is not None:
-            values["think_end_token_ids"] = tuple(int(i) for i in values["think_end_token_ids"])
-        if values.get("gumbel_clamp") is not None:
-            values["gumbel_clamp"] = tuple(float(x) for x in values["gumbel_clamp"])
+        ids, clamp = values.get("think_end_token_ids"), values.get("gumbel_clamp")
+        if isinstance(ids, tuple) and all(_integral(i) for i in ids):  # other values: validate() names them
+            values["think_end_token_ids"] = tuple(int(i) for i in ids)
+        if isinstance(clamp, tuple) and all(_finite(x) for x in clamp):
+            values["gumbel_clamp"] = tuple(float(x) for x in clamp)
         return cls(**values)
 
     @classmethod
@@ -228,6 +232,7 @@ class SoftThinkingConfig:
         re-derives the noise as ``g' = q - log p~`` which is only a Gumbel(0,1) draw when
         ``noise_factor == 1``, and needs ``temperature > 0`` and a stochastic noise kind.
         """
+        self._check_types()
         if not isinstance(self.max_topk, int) or self.max_topk < 1:
             _fail("max_topk", self.max_topk, "an integer >= 1")
         if vocab_size is not None and self.max_topk > vocab_size:
@@ -297,6 +302,38 @@ class SoftThinkingConfig:
                       "(top_p < 1, min_p > 0 or top_k < max_topk): the exact density would sum over candidates "
                       "the rollout filtered out (log pi ~ -1e4)")
         return self
+
+
+    def _check_types(self) -> None:
+        """Each field against its annotation: booleans are booleans (not ``"false"``), integers are
+        not floats or strings, numbers are numbers, tuples hold numbers."""
+        for name, tp in _field_types().items():
+            value = getattr(self, name)
+            if value is None and "None" in tp:
+                continue
+            base = tp.replace(" | None", "")
+            ok = {
+                "bool": lambda v: isinstance(v, bool),
+                "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+                "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                "str": lambda v: isinstance(v, str),
+                "tuple[float, float]": lambda v: isinstance(v, tuple) and all(_finite(x) for x in v),
+                "tuple[int, ...]": lambda v: isinstance(v, tuple) and all(_integral(x) for x in v),
+            }[base](value)
+            if not ok:
+                allowed = {"bool": "true or false (a boolean)", "int": "an integer", "float": "a number",
+                           "str": "a string", "tuple[float, float]": "(low, high), two finite numbers",
+                           "tuple[int, ...]": "a list of integer token ids"}[base]
+                _fail(name, value, allowed + (" or None" if "None" in tp else ""))
+
+
+@cache
+def _field_types() -> dict[str, str]:
+    return {f.name: str(f.type) for f in fields(SoftThinkingConfig)}
+
+
+def _integral(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _finite(x: Any) -> bool:

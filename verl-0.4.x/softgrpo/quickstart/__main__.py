@@ -32,6 +32,20 @@ from softgrpo.quickstart.pipeline import ARMS, QuickstartArgs, run_seed, run_war
 from softgrpo.quickstart.report import LearningCheckFailed, write_outputs
 from softgrpo.reference.sft import SFTConfig
 
+#: Config keys the quickstart sets itself, per arm and seed: an override of them would be silently replaced.
+NOT_OVERRIDABLE: dict[str, str] = {
+    "trainer.arm": "the quickstart trains every arm (grpo, softgrpo, softgrpo_degenerate)",
+    "trainer.default_local_dir": "each arm writes under --out/seed<S>/<arm>; use --out",
+    "trainer.experiment_name": "named after --out, the seed and the arm",
+    "trainer.seed": "use --seed S or --seeds N",
+    "trainer.num_threads": "each arm runs one thread (use --jobs for processes, --threads for the warm start)",
+    "actor_rollout_ref.model.path": "every arm starts from the warm-started tiny model",
+    "soft_thinking.degenerate_as_discrete": "it defines the softgrpo_degenerate arm",
+    "soft_thinking.enable_soft_thinking": "trainer.arm decides it per arm",
+    "data.train_files": "the warm start and the evaluation use the builtin arithmetic task",
+    "data.data_source": "the quickstart grades the arithmetic task",
+}
+
 
 def parse_args(argv: list[str] | None) -> tuple[QuickstartArgs, str]:
     """The validated arguments and the stage; every bad value is an error before any work."""
@@ -60,6 +74,12 @@ def parse_args(argv: list[str] | None) -> tuple[QuickstartArgs, str]:
                              ("--threads", a.threads, 1)):
         if value is not None and value < low:
             raise SoftGRPOError(f"{name}={value}: allowed an integer >= {low}")
+    for item in a.overrides:
+        key = item.partition("=")[0].strip()
+        owner = next((k for k, why in NOT_OVERRIDABLE.items() if key == k or key.startswith(k + ".")), None)
+        if owner is not None:
+            raise SoftGRPOError(f"override {item!r} is not honoured by the quickstart: {NOT_OVERRIDABLE[owner]}; "
+                                f"allowed any other config key (not {sorted(NOT_OVERRIDABLE)})")
     seeds = (a.seed,) if a.seed is not None else tuple(range(a.seeds or 1))
     sft = SFTConfig(target_accuracy=a.sft_target, max_steps=a.sft_max_steps)
     eval_problems, eval_n, sft_eval = a.eval_problems, a.eval_n, a.sft_eval_problems

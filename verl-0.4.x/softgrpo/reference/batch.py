@@ -102,6 +102,6 @@ def rollout_metrics(ro: Rollout, n: int, counts: dict[str, int]) -> dict[str, fl
         "soft/top_weight_below_0.9_share": per_soft_step("top_weight_below_0.9_share"),
         "adv/zero_group_share": float((ro.rewards.view(-1, n).std(-1, unbiased=False) == 0).float().mean()),
     }
-    for status in ("timeout", "parse_error", "no_answer", "no_think_end"):
+    for status in ("timeout", "parse_error", "error", "no_answer", "no_think_end"):
         m[f"reward/{status}_count"] = float(counts.get(status, 0))
     return m

@@ -64,16 +64,14 @@ def _from_rows(rows: list[dict[str, Any]], prompt_key: str, answer_key: str, sou
 def load_examples(spec: str, split: str, size: int, seed: int, prompt_key: str = "prompt", answer_key: str = "answer") -> list[Example]:
     """Load ``spec`` (``builtin:arithmetic[?num_terms=3&digits=2]``, ``*.jsonl`` or ``*.parquet``)."""
     if spec.startswith("builtin:"):
-        name, _, query = spec[len("builtin:") :].partition("?")
-        if name != "arithmetic":
-            raise ConfigError(f"data files {spec!r}: unknown builtin task {name!r}; allowed: ['arithmetic']")
         from softgrpo.tasks.arithmetic import make_dataset
 
-        kw: dict[str, Any] = {}
-        for part in filter(None, query.split("&")):
-            k, _, v = part.partition("=")
-            kw[k] = tuple(v.split(",")) if k == "operators" else int(v)
-        return _from_rows(make_dataset(split, size, seed=seed, **kw), "prompt", "answer", spec)
+        kw = parse_builtin(spec)
+        try:
+            rows = make_dataset(split, size, seed=seed, **kw)
+        except ValueError as exc:  # e.g. a problem space too small for the requested size
+            raise ConfigError(f"data files {spec!r} ({split}, {size} rows): {exc}") from exc
+        return _from_rows(rows, "prompt", "answer", spec)
     path = Path(spec)
     if not path.exists():
         raise ConfigError(f"data files {spec!r}: no such file")
@@ -90,6 +88,38 @@ def load_examples(spec: str, split: str, size: int, seed: int, prompt_key: str =
     else:
         raise ConfigError(f"data files {spec!r}: allowed a .jsonl or .parquet file or 'builtin:arithmetic'")
     return _from_rows(rows, prompt_key, answer_key, str(path))
+
+
+BUILTIN_TASKS = ("arithmetic",)
+
+
+def parse_builtin(spec: str, key: str = "data files") -> dict[str, Any]:
+    """The task options of ``builtin:arithmetic?num_terms=3&digits=2&operators=+,-``, each checked
+    (:class:`ConfigError` naming ``key``, the option and the allowed values)."""
+    from dataclasses import fields
+
+    from softgrpo.tasks.arithmetic import ArithmeticTask
+
+    name, _, query = spec[len("builtin:") :].partition("?")
+    if name not in BUILTIN_TASKS:
+        raise ConfigError(f"{key}={spec!r}: unknown builtin task {name!r}; allowed: {list(BUILTIN_TASKS)}")
+    allowed = {f.name for f in fields(ArithmeticTask)} - {"prompt_template"}
+    kw: dict[str, Any] = {}
+    for part in filter(None, query.split("&")):
+        k, sep, v = part.partition("=")
+        if not sep or k not in allowed:
+            raise ConfigError(f"{key}={spec!r}: option {part!r} is invalid: allowed k=v with k in {sorted(allowed)}")
+        if k == "operators":
+            kw[k] = tuple(v.split(","))
+        elif v.isdigit():
+            kw[k] = int(v)
+        else:
+            raise ConfigError(f"{key}={spec!r}: option {k}={v!r} is invalid: allowed an integer")
+    try:
+        ArithmeticTask(**kw)
+    except ValueError as exc:
+        raise ConfigError(f"{key}={spec!r}: {exc}") from exc
+    return kw
 
 
 def save_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> None:

@@ -4,7 +4,8 @@
 
 - resuming from step ``S``: lines of steps after ``S`` (logged after the last checkpoint; those
   steps run again) move to ``metrics.superseded.jsonl``, and a torn last line (a kill during a
-  write) is dropped with a warning;
+  write) is dropped with a warning; a damaged line elsewhere (not a JSON record with a step) moves
+  to ``metrics.damaged.jsonl`` with a warning;
 - starting fresh in a folder that already holds a ``metrics.jsonl`` (no checkpoint to resume):
   the old file is renamed ``metrics.<n>.jsonl`` with a warning, never truncated.
 """
@@ -78,24 +79,37 @@ def prepare_metrics_file(path: Path, resume_step: int) -> None:
         return
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = text.splitlines()
-    kept, later = [], []
+    kept, later, damaged = [], [], []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
-        try:
-            step = json.loads(line).get("step", 0)
-        except json.JSONDecodeError:
+        step = _step_of(line)
+        if step is None:
             if i == len(lines) - 1:  # a kill during the last write
                 warnings.warn(f"{path}: dropped a torn last line ({len(line)} characters)", stacklevel=3)
                 later.append(line)
-                continue
-            raise
+            else:  # damaged in the middle (an editor, a disk): kept aside, never deleted
+                warnings.warn(f"{path}: line {i + 1} is not a metrics record; moved to metrics.damaged.jsonl",
+                              stacklevel=3)
+                damaged.append(line)
+            continue
         (kept if step <= resume_step else later).append(line)
-    if later:
-        with path.with_name("metrics.superseded.jsonl").open("a", encoding="utf-8") as f:
-            f.write("".join(ln + "\n" for ln in later))
-    if later or not text.endswith("\n"):
+    for name, aside in (("metrics.superseded.jsonl", later), ("metrics.damaged.jsonl", damaged)):
+        if aside:
+            with path.with_name(name).open("a", encoding="utf-8") as f:
+                f.write("".join(ln + "\n" for ln in aside))
+    if later or damaged or not text.endswith("\n"):
         atomic_write_text(path, "".join(k + "\n" for k in kept))
+
+
+def _step_of(line: str) -> int | None:
+    """The step of a metrics line, or None when the line is not a JSON object with an integer step."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def _fmt(v: float) -> str:

@@ -23,6 +23,7 @@ import copy
 import math
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,18 @@ from soft_thinking.core.grpo import (
 from soft_thinking.engines.hf.engine import SoftThinkingEngine, resolve_think_end
 from soft_thinking.engines.hf.models import load_model, resolve_dtype
 from soft_thinking.engines.hf.replay import replay_logprobs_entropy
+from soft_thinking.runlock import hold_run_lock
 from soft_thinking.text import THINK_END, apply_chat_template, derive_seed
-from softgrpo.config import TrainConfig
+from softgrpo.config import TrainConfig, check_device_available
 from softgrpo.reference.batch import Rollout, rollout_metrics
 from softgrpo.reference.checkpoint import (
     ResumeError,
     check_resume_config,
-    latest_checkpoint,
+    find_resume_checkpoint,
+    list_checkpoints,
     load_trainer_state,
     save_checkpoint,
+    set_aside,
     set_rng_state,
 )
 from softgrpo.reference.data import Example, PromptSampler, load_examples
@@ -65,14 +69,24 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, model: Any = None, tokenizer: Any = None, scorer: RewardScorer | None = None) -> None:
         cfg.validate()
+        check_device_available(cfg.trainer.device)
         self.cfg = cfg
         t = cfg.trainer
         torch.set_num_threads(t.num_threads)
         self.device = torch.device(t.device)
         self.out_dir = cfg.out_dir
         self.ckpt_dir = self.out_dir / "checkpoints"
-        # everything that can be refused is checked before a model is loaded: resume, then data
-        self._resume_from = latest_checkpoint(self.ckpt_dir) if t.resume_mode == "auto" else None
+        # everything that can be refused is checked before a model is loaded and before anything is
+        # written: the resume checkpoint (newest that verifies), then the data, the model, the state
+        self._resume_from, self._skipped = None, []
+        if t.resume_mode == "auto":
+            self._resume_from, self._skipped = find_resume_checkpoint(self.ckpt_dir)
+        elif list_checkpoints(self.ckpt_dir):
+            raise ResumeError(f"trainer.resume_mode=disable but {self.ckpt_dir} holds checkpoints of an earlier run "
+                              "(a fresh run would rotate them away): use another trainer.default_local_dir, or "
+                              "trainer.resume_mode=auto")
+        for ckpt, reason in self._skipped:
+            print(f"warning: skipping damaged checkpoint {ckpt}: {reason}", flush=True)
         if self._resume_from is not None:
             for diff in check_resume_config(self._resume_from, cfg.to_dict(), t.resume_allow_config_change):
                 print(f"warning: resuming {self._resume_from} with a changed config: {diff}", flush=True)
@@ -114,8 +128,14 @@ class Trainer:
             rf.path, rf.name, rf.timeout_s, rf.workers, require_think_end=rf.require_think_end and has_think_end)
         self.global_step = 0
         self.grad_norm_skips = 0
+        self.grading_failures = 0
         self._prompt_cache: dict[str, list[int]] = {}
         self._resume()
+        # every input checked: from here on the run writes, holding its folder (one run per folder)
+        self._lock = ExitStack()
+        self._lock.enter_context(hold_run_lock(self.out_dir))
+        for ckpt, _ in self._skipped:
+            print(f"warning: {ckpt} kept as {set_aside(ckpt, 'damaged')}", flush=True)
         self.logger = MetricsLogger(self.out_dir, t.logger, t.project_name, t.experiment_name, cfg.to_dict(),
                                     resume_step=self.global_step)
 
@@ -133,21 +153,28 @@ class Trainer:
         ckpt = self._resume_from
         if ckpt is None:
             return
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        state = load_file(str(ckpt / "model" / "model.safetensors"), device=str(self.device))
+        try:
+            state = load_file(str(ckpt / "model" / "model.safetensors"), device=str(self.device))
+        except (OSError, SafetensorError) as exc:
+            raise ResumeError(f"{ckpt / 'model' / 'model.safetensors'} cannot be loaded ({exc})") from exc
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         tied = {"lm_head.weight"} if getattr(self.model.config, "tie_word_embeddings", False) else set()
         if unexpected or set(missing) - tied:
             raise ResumeError(f"checkpoint {ckpt} does not match the model: missing={missing} unexpected={unexpected}")
         ts = load_trainer_state(ckpt)
-        self.optimizer.load_state_dict(ts["optimizer"])
-        self.scheduler.load_state_dict(ts["scheduler"])
-        set_rng_state(ts["rng"])
-        self.sampler.load_state_dict(ts["sampler"])
-        self.scorer.counts = Counter(ts.get("reward_counts", {}))
-        self.global_step = int(ts["global_step"])
-        self.grad_norm_skips = int(ts.get("grad_norm_skips", 0))
+        try:
+            self.optimizer.load_state_dict(ts["optimizer"])
+            self.scheduler.load_state_dict(ts["scheduler"])
+            set_rng_state(ts["rng"])
+            self.sampler.load_state_dict(ts["sampler"])
+            self.scorer.counts = Counter(ts.get("reward_counts", {}))
+            self.global_step = int(ts["global_step"])
+            self.grad_norm_skips = int(ts.get("grad_norm_skips", 0))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ResumeError(f"{ckpt / 'trainer_state.pt'} does not fit this run ({type(exc).__name__}: {exc})") from exc
         print(f"resumed from {ckpt} at step {self.global_step}", flush=True)
 
     def save(self) -> Path:
@@ -193,7 +220,13 @@ class Trainer:
     def score(self, examples: list[Example], n: int, samples: list[Any]) -> list[float]:
         """Rewards of ``n`` samples per example (each row's data source picks the gold format)."""
         sources = [e.data_source or self.cfg.data.data_source for e in examples for _ in range(n)]
-        return self.scorer(sources, [s.text for s in samples], [e.answer for e in examples for _ in range(n)])
+        scores = self.scorer(sources, [s.text for s in samples], [e.answer for e in examples for _ in range(n)])
+        failures = getattr(self.scorer, "failures", [])
+        self.grading_failures = len(failures)
+        if failures:  # each failed sample scored 0; the run goes on and says so
+            print(f"warning: step {self.global_step + 1}: {len(failures)} of {len(samples)} samples failed grading "
+                  f"(scored 0): {failures[0][0]}: {failures[0][1][:200]}", flush=True)
+        return scores
 
     def _micro_batches(self, size: int) -> list[slice]:
         micro = self.cfg.actor.ppo_micro_batch_size
@@ -318,6 +351,7 @@ class Trainer:
         ro = self.rollout(examples, step)
         t_gen = time.perf_counter() - t0
         metrics = self.rollout_metrics(ro)
+        metrics["reward/failed_samples"] = float(self.grading_failures)
         t1 = time.perf_counter()
         metrics.update(self.update(ro))
         t_upd = time.perf_counter() - t1
@@ -351,7 +385,12 @@ class Trainer:
                 self.save()
         finally:
             bar.close()
-            self.logger.close()
-            if self._owns_scorer:
-                self.scorer.close()
+            self.close()
         return last
+
+    def close(self) -> None:
+        """Close the logger and the scorer and release the run folder (train() ends with this)."""
+        self.logger.close()
+        if self._owns_scorer:
+            self.scorer.close()
+        self._lock.close()
