@@ -4,6 +4,10 @@
 ``python -m eval.checkpoints download --local-dir DIR [--revision REV] [--include PATTERN ...]``
 ``python -m eval.checkpoints locate --local-dir DIR``
 
+``locate`` (and the end of ``download``) lists only usable model folders: the config loads, the
+weights exist and their headers are intact; every other folder with a ``config.json`` is reported
+on stderr as ``skipped <folder>: <reason>``.
+
 ``download`` calls ``huggingface_hub.snapshot_download`` (it skips complete files and resumes
 partial ones), then checks every arrived file against the repo's metadata at that revision:
 the size always, and the sha256 where the hub reports LFS info. Finally it prints one
@@ -17,11 +21,13 @@ import argparse
 import fnmatch
 import hashlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from soft_thinking.argparser import ArgumentParser
 from soft_thinking.errors import SoftGRPOError, exit_on_error
 
 DEFAULT_REPO = "zz1358m/SofT-GRPO-master"
@@ -101,12 +107,29 @@ def verify_files(local_dir: Path, remote: Sequence[RemoteFile], include: Sequenc
     return problems
 
 
-def find_model_dirs(local_dir: Path | str) -> list[Path]:
-    """Directories under ``local_dir`` (itself included) that hold a ``config.json``, sorted."""
+def locate_models(local_dir: Path | str) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """``(usable, skipped)``: folders under ``local_dir`` (itself included) with a ``config.json``,
+    split by :func:`soft_thinking.engines.hf.models.check_model_folder` (the config loads, the
+    weights exist and their headers are intact); ``skipped`` pairs a folder with the reason."""
+    from soft_thinking.engines.hf.models import ModelLoadError, check_model_folder
+
     root = Path(local_dir)
     if not root.is_dir():
         raise CheckpointError(f"--local-dir {root} does not exist")
-    return sorted(p.parent.resolve() for p in root.rglob("config.json") if ".cache" not in p.parts)
+    usable, skipped = [], []
+    for folder in sorted(p.parent.resolve() for p in root.rglob("config.json") if ".cache" not in p.parts):
+        try:
+            check_model_folder(folder)
+        except ModelLoadError as exc:
+            skipped.append((folder, str(exc)))
+        else:
+            usable.append(folder)
+    return usable, skipped
+
+
+def find_model_dirs(local_dir: Path | str) -> list[Path]:
+    """The usable model folders of :func:`locate_models`, sorted."""
+    return locate_models(local_dir)[0]
 
 
 def download(
@@ -128,21 +151,44 @@ def download(
     return find_model_dirs(local_dir)
 
 
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """``--repo`` is ``owner/name``, ``--revision`` and ``--include`` are non-empty without spaces,
+    ``--local-dir`` is a folder (or, for ``download``, does not exist yet). Before any network or write."""
+    if not _REPO_ID.match(args.repo) or ".." in args.repo:
+        raise CheckpointError(f"--repo={args.repo!r} is invalid: allowed a Hub model id owner/name")
+    if args.revision is not None and (not args.revision.strip() or any(c.isspace() for c in args.revision)):
+        raise CheckpointError(f"--revision={args.revision!r} is invalid: allowed a branch, tag or commit hash")
+    for pat in args.include or []:
+        if not pat.strip():
+            raise CheckpointError(f"--include={pat!r} is invalid: allowed a glob of repo paths, e.g. '*1.5B*'")
+    local = Path(args.local_dir)
+    if args.action == "download" and local.exists() and not local.is_dir():
+        raise CheckpointError(f"--local-dir={args.local_dir!r} is invalid: it exists and is not a folder")
+
+
 @exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eval.checkpoints", description="SofT-GRPO released checkpoints")
+    ap = ArgumentParser(prog="python -m eval.checkpoints", description="SofT-GRPO released checkpoints")
     ap.add_argument("action", choices=["list", "download", "locate"])
     ap.add_argument("--repo", default=DEFAULT_REPO)
     ap.add_argument("--revision", default=None, help="branch, tag or commit to pin")
     ap.add_argument("--local-dir", default="checkpoints")
     ap.add_argument("--include", action="append", default=None, help="glob of repo paths (repeatable)")
     args = ap.parse_args(argv)
+    check_args(args)
     if args.action == "list":
         for f in list_remote(args.repo, args.revision):
             print(f"{f.size if f.size is not None else '?':>14}  {f.path}")
         return 0
-    dirs = (download(args.local_dir, args.repo, args.revision, args.include) if args.action == "download"
-            else find_model_dirs(args.local_dir))
+    if args.action == "download":
+        dirs = download(args.local_dir, args.repo, args.revision, args.include)
+    else:
+        dirs, skipped = locate_models(args.local_dir)
+        for folder, why in skipped:
+            print(f"skipped {folder}: {why}", file=sys.stderr)
     if not dirs:
         print(f"no model directories (with config.json) under {args.local_dir}", file=sys.stderr)
         return 1

@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from eval.backends import BACKENDS, Backend, make_backend
-from eval.benchmarks import MAIN_BENCHMARKS, check_benchmark_names, load_benchmark
-from eval.prompts import DEFAULT_TEMPLATE, check_template
+from eval.benchmarks import ALL_BENCHMARKS, MAIN_BENCHMARKS, load_benchmark
+from eval.options import RunOptions, check_run_inputs
+from eval.prompts import DEFAULT_TEMPLATE
 from eval.settings import SamplingSettings, SettingsError
+from soft_thinking.argparser import ArgumentParser
 from soft_thinking.errors import exit_on_error
 
 PRESET_EXTRA_KEYS = ("num_samples", "benchmarks", "prompt_template")
@@ -43,7 +45,7 @@ def _sampling_fields() -> list[Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m eval", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="sample, grade and summarize a model on benchmarks")
     run.add_argument("--model", required=True, help="model path or hub id (short names per soft_thinking.engines.hf.models)")
@@ -51,12 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default=None, help="directory of <benchmark>.json files (else $SOFTGRPO_BENCHMARK_DIR, else the hub)")
     run.add_argument("--hub-revision", default=None, help="dataset revision (commit) when loading from the hub")
     run.add_argument("--output-dir", default="results")
-    run.add_argument("--run-name", default=None, help="default: <model basename>")
+    run.add_argument("--run-name", default=None, help="a folder name inside --output-dir (default: <model basename>)")
     run.add_argument("--backend", default="hf", choices=BACKENDS)
     run.add_argument("--preset", default=None, help="YAML file of sampling flags (configs/eval/*.yaml)")
     run.add_argument("--prompt-template", default=None, help="string with {problem}; default is the paper's prompt")
     run.add_argument("--think-end", default="</think>")
-    run.add_argument("--device", default="cpu")
+    run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps, as this torch supports")
     run.add_argument("--threads", type=int, default=1,
                      help="torch CPU threads (default 1: on small shared machines more threads can be far slower)")
     run.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs")
     run.add_argument("--require-think-end", action=argparse.BooleanOptionalAction, default=False,
                      help="score 0 for a completion without </think> (default: grade the whole completion)")
+    run.add_argument("--trust-remote-code", action="store_true",
+                     help="allow the checkpoint's own modelling code (off unless given)")
     for f in _sampling_fields():
         flag = f"--{f.name}"
         if f.type in ("bool", bool):
@@ -87,90 +91,95 @@ def load_preset(path: str | None) -> dict[str, Any]:
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, IsADirectoryError) as exc:
         raise SettingsError(f"--preset {path}: no such file") from exc
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise SettingsError(f"--preset {path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
         raise SettingsError(f"preset {path} must be a mapping of flag: value")
     allowed = {f.name for f in _sampling_fields()} | set(PRESET_EXTRA_KEYS)
     unknown = set(data) - allowed
     if unknown:
-        raise SettingsError(f"preset {path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise SettingsError(f"preset {path}: unknown key(s) {sorted(map(str, unknown))}; allowed: {sorted(allowed)}")
     return data
 
 
-def resolve(args: argparse.Namespace) -> tuple[SamplingSettings, dict[str, Any]]:
-    """Merge flags over the preset; return the sampling settings and the other run values."""
+def _benchmark_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(b.strip() for b in value.split(",") if b.strip())
+    if isinstance(value, list) and all(isinstance(b, str) for b in value):
+        return tuple(value)
+    raise SettingsError(f"benchmarks={value!r} is invalid: allowed a comma list of {list(ALL_BENCHMARKS)}")
+
+
+def resolve(args: argparse.Namespace) -> tuple[SamplingSettings, RunOptions]:
+    """Merge flags over the preset; return the validated sampling settings and run options (no I/O
+    besides reading the preset and checking that given paths exist)."""
     preset = load_preset(args.preset)
     values = {f.name: preset[f.name] for f in _sampling_fields() if f.name in preset}
     values.update({f.name: getattr(args, f.name) for f in _sampling_fields() if getattr(args, f.name) is not None})
     settings = SamplingSettings.from_mapping(values)
-    benchmarks = args.benchmarks or preset.get("benchmarks") or ",".join(MAIN_BENCHMARKS)
-    if isinstance(benchmarks, str):
-        benchmarks = [b.strip() for b in benchmarks.split(",") if b.strip()]
     num_samples = next((v for v in (args.num_samples, preset.get("num_samples")) if v is not None), 32)
-    other = {
-        "benchmarks": check_benchmark_names(list(benchmarks)),
-        "num_samples": num_samples,
-        "prompt_template": check_template(args.prompt_template or preset.get("prompt_template") or DEFAULT_TEMPLATE),
-    }
-    check_run_args(args, num_samples)
-    return settings, other
+    opts = RunOptions(
+        model=args.model, benchmarks=_benchmark_list(args.benchmarks or preset.get("benchmarks") or list(MAIN_BENCHMARKS)),
+        output_dir=args.output_dir, run_name=args.run_name, data_dir=args.data_dir, hub_revision=args.hub_revision,
+        backend=args.backend, prompt_template=next((v for v in (args.prompt_template, preset.get("prompt_template"))
+                                                    if v is not None), DEFAULT_TEMPLATE),
+        think_end=args.think_end, device=args.device, threads=args.threads, dtype=args.dtype, limit=args.limit,
+        num_samples=num_samples, grade_workers=args.grade_workers, grade_timeout=args.grade_timeout,
+        n_boot=args.n_boot, require_think_end=args.require_think_end, trust_remote_code=args.trust_remote_code,
+    )
+    return settings, opts.validate(BACKENDS)
 
 
-def check_run_args(args: argparse.Namespace, num_samples: Any) -> None:
-    """The run's counts and limits (0 is a value, never "use the default")."""
-    ints = {"--num_samples": (num_samples, 1), "--n-boot": (args.n_boot, 1), "--threads": (args.threads, 1),
-            "--grade-workers": (args.grade_workers, 1)}
-    if args.limit is not None:
-        ints["--limit"] = (args.limit, 1)
-    for flag, (value, low) in ints.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise SettingsError(f"{flag}={value!r} is invalid: allowed an integer >= {low}")
-    if not (args.grade_timeout > 0 and args.grade_timeout != float("inf")):
-        raise SettingsError(f"--grade-timeout={args.grade_timeout!r} is invalid: allowed a finite number > 0")
-
-
-def fingerprint(args: argparse.Namespace, settings: SamplingSettings, other: dict[str, Any]) -> dict[str, Any]:
-    fp = {"model": args.model, "backend": args.backend, "dtype": args.dtype, "think_end": args.think_end,
-          "prompt_template": other["prompt_template"], "sampling": settings.to_dict()}
-    if args.require_think_end:  # only when on, so runs made before the flag existed still resume
+def fingerprint(opts: RunOptions, settings: SamplingSettings) -> dict[str, Any]:
+    fp = {"model": opts.model, "backend": opts.backend, "dtype": opts.dtype, "think_end": opts.think_end,
+          "prompt_template": opts.prompt_template, "sampling": settings.to_dict()}
+    if opts.require_think_end:  # only when on, so runs made before the flag existed still resume
         fp["require_think_end"] = True
+    if opts.trust_remote_code:
+        fp["trust_remote_code"] = True
     return fp
 
 
 def _default_backend(args: argparse.Namespace, settings: SamplingSettings) -> Backend:
-    return make_backend(args.backend, args.model, settings, device=args.device, dtype=args.dtype,
-                        think_end=args.think_end)
+    kwargs: dict[str, Any] = {"device": args.device, "dtype": args.dtype, "think_end": args.think_end}
+    if args.trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    return make_backend(args.backend, args.model, settings, **kwargs)
 
 
 def cmd_run(args: argparse.Namespace, backend_factory: BackendFactory | None = None) -> int:
+    """Check everything (values, data, model, an existing run's files) without writing; then take the
+    run lock, load the model and run. A failed start removes the run folder it created."""
+    from eval.rundir import RunDir, claim_run_dir
     from eval.runner import RunSpec, run_eval
 
-    settings, other = resolve(args)
+    settings, opts = resolve(args)
+    problems = {b: load_benchmark(b, opts.data_dir, limit=opts.limit, hub_revision=opts.hub_revision)
+                for b in opts.benchmarks}
+    if backend_factory is None:  # an injected backend brings its own model
+        check_run_inputs(opts)
+    spec = RunSpec(
+        run_dir=opts.run_dir, fingerprint=fingerprint(opts, settings),
+        num_samples=opts.num_samples, seed=settings.seed, prompt_template=opts.prompt_template,
+        grade_workers=opts.grade_workers, grade_timeout_s=opts.grade_timeout, n_boot=opts.n_boot, title=opts.name,
+        require_think_end=opts.require_think_end,
+        extra={"limit": opts.limit, "device": opts.device, "data_dir": opts.data_dir},
+    )
+    RunDir(spec.run_dir).check(spec.fingerprint)  # refuse a mismatched or damaged run before anything else
     import torch
 
-    torch.set_num_threads(args.threads)
-    problems = {b: load_benchmark(b, args.data_dir, limit=args.limit, hub_revision=args.hub_revision)
-                for b in other["benchmarks"]}
-    run_name = args.run_name or Path(args.model.rstrip("/")).name
-    spec = RunSpec(
-        run_dir=Path(args.output_dir) / run_name, fingerprint=fingerprint(args, settings, other),
-        num_samples=other["num_samples"], seed=settings.seed, prompt_template=other["prompt_template"],
-        grade_workers=args.grade_workers, grade_timeout_s=args.grade_timeout, n_boot=args.n_boot, title=run_name,
-        require_think_end=args.require_think_end,
-        extra={"limit": args.limit, "device": args.device, "data_dir": args.data_dir},
-    )
-    from eval.rundir import RunDir
-
-    RunDir(spec.run_dir).init(spec.fingerprint)  # refuse a mismatched resume before loading a model
-    backend = (backend_factory or _default_backend)(args, settings)
-    summary = run_eval(spec, problems, backend)
+    torch.set_num_threads(opts.threads)
+    with claim_run_dir(spec.run_dir):
+        RunDir(spec.run_dir).check(spec.fingerprint)  # again, now that no other run can write
+        backend = (backend_factory or _default_backend)(args, settings)
+        summary = run_eval(spec, problems, backend)
     print((spec.run_dir / "summary.md").read_text(encoding="utf-8"))
     avg = summary.get("average", {}).get("grade_status", {})
-    if avg.get("timeout") or avg.get("parse_error"):
-        print(f"note: {avg.get('timeout', 0)} grading timeouts and {avg.get('parse_error', 0)} parse errors (scored 0)")
+    failed = {st: avg.get(st, 0) for st in ("timeout", "parse_error", "error") if avg.get(st)}
+    if failed:
+        print("note: grading failures (scored 0): " + ", ".join(f"{n} {st}" for st, n in failed.items()))
     return 0
 
 

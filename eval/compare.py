@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 from typing import Any
 
-from eval.rundir import RunDirMissing, diff_settings
+from eval.rundir import RunDirDamaged, RunDirMissing, diff_settings, read_json_object
+
+
+def _is_metric(m: Any) -> bool:
+    return isinstance(m, dict) and all(
+        isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) and math.isfinite(m[k])
+        for k in ("value", "ci_low", "ci_high"))
+
+
+def check_summary(summary: dict[str, Any], path: Path) -> None:
+    """The parts of ``summary.json`` the table reads; :class:`RunDirDamaged` naming the first bad one."""
+    def bad(what: str) -> RunDirDamaged:
+        return RunDirDamaged(f"{path}: {what}; rerun `python -m eval run` on the same run folder to rewrite it")
+
+    n = summary.get("num_samples")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise bad(f"num_samples={n!r} is not an integer >= 1")
+    benches = summary.get("benchmarks")
+    if not isinstance(benches, dict):
+        raise bad("'benchmarks' is not an object")
+    for name, b in benches.items():
+        if not isinstance(b, dict):
+            raise bad(f"benchmarks.{name} is not an object")
+        if "mean_at_n" in b and not _is_metric(b["mean_at_n"]):
+            raise bad(f"benchmarks.{name}.mean_at_n is not {{value, ci_low, ci_high}} numbers")
+        pk = b.get("pass_at_k", {})
+        if not isinstance(pk, dict) or not all(_is_metric(m) for m in pk.values()):
+            raise bad(f"benchmarks.{name}.pass_at_k is not an object of {{value, ci_low, ci_high}} numbers")
 
 
 def _load(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -14,7 +41,9 @@ def _load(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     for f in (summ, conf):
         if not f.is_file():
             raise RunDirMissing(f"{f} not found: RUN must be a run directory written by `python -m eval run`")
-    return json.loads(summ.read_text()), json.loads(conf.read_text())
+    summary = read_json_object(summ, "the run's summary")
+    check_summary(summary, summ)
+    return summary, read_json_object(conf, "the run's settings")
 
 
 def _cell(m: dict[str, float] | None) -> str:

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from eval.settings import SettingsError
+
 DEFAULT_TEMPLATE = "{problem} Let's think step by step and output the final answer within \\boxed{{}}."
 
 
-def check_template(template: str) -> str:
-    """A template must contain ``{problem}`` and no other field."""
+def check_template(template: Any) -> str:
+    """A template must be a string containing ``{problem}`` and no other field (else SettingsError)."""
+    if not isinstance(template, str):
+        raise SettingsError(f"--prompt-template={template!r} is invalid: allowed a string with the field {{problem}}")
     try:
         template.format(problem="x")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise SettingsError(
             f"--prompt-template {template!r} is invalid ({exc}): allowed a string with the single field "
             "{problem}; write literal braces as {{ }}"
         ) from exc
     if "{problem}" not in template:
-        raise ValueError(f"--prompt-template {template!r} is invalid: it must contain {{problem}}")
+        raise SettingsError(f"--prompt-template {template!r} is invalid: it must contain {{problem}}")
     return template
 
 

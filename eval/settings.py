@@ -8,6 +8,7 @@ decide *how many* samples are drawn and are not part of that fingerprint.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -20,6 +21,28 @@ NOISE_FLAGS = NOISE_SWITCHES  # the original's --add_noise_* switches (one table
 
 class SettingsError(SoftGRPOError, ValueError):
     """An invalid flag value; the message names the flag and the allowed values."""
+
+
+_KINDS: dict[str, tuple[Any, str]] = {
+    "bool": (lambda v: isinstance(v, bool), "true or false (a boolean, not a string)"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), "a finite number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def check_type(flag: str, value: Any, annotation: str) -> None:
+    """``value`` against a dataclass annotation (``bool``, ``int``, ``float``, ``str``, each ``| None``).
+
+    A YAML string ``"false"`` is not a boolean, ``1.0`` is not an integer, ``.inf`` is not a finite
+    number: each is a :class:`SettingsError` naming ``flag`` and what is allowed.
+    """
+    optional = annotation.endswith(" | None")
+    if value is None and optional:
+        return
+    ok, allowed = _KINDS[annotation.removesuffix(" | None")]
+    if not ok(value):
+        raise SettingsError(f"{flag}={value!r} is invalid: allowed {allowed}{' or null' if optional else ''}")
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,8 @@ class SamplingSettings:
     def validate(self) -> SamplingSettings:
         """Every value, before anything is written or a model is loaded (the think-end ids and the
         vocabulary size are checked again once the tokenizer is known)."""
+        for f in fields(self):  # types first: a string "false" must not read as true below
+            check_type(f"--{f.name}", getattr(self, f.name), str(f.type))
         for name in ("max_generated_tokens", "seed"):
             value = getattr(self, name)
             low = 1 if name == "max_generated_tokens" else 0

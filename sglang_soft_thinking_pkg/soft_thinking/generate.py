@@ -36,13 +36,16 @@ from typing import Any
 
 import torch
 
-from soft_thinking.core.config import NOISE_KINDS, SoftThinkingConfig
+from soft_thinking.argparser import ArgumentParser
+from soft_thinking.core.config import NOISE_KINDS, ConfigError, SoftThinkingConfig
+from soft_thinking.devices import check_device
 from soft_thinking.engines.hf.engine import EngineError, Sample, SoftThinkingEngine, resolve_think_end
 from soft_thinking.errors import SoftGRPOError, exit_on_error
 from soft_thinking.text import THINK_END
 
 #: ``--model`` names that build a tiny random model (``soft_thinking.engines.hf.tiny``) instead of loading one.
 TINY_MODELS: dict[str, str] = {"tiny-qwen2": "qwen2", "tiny-qwen3": "qwen3", "tiny-llama": "llama"}
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 #: Sampling flags of the CLI: ``(flag, type)``; each sets the :class:`SoftThinkingConfig` field of
@@ -64,7 +67,7 @@ FLAG_ALIASES: dict[str, str] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m soft_thinking.generate``."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m soft_thinking.generate",
         description="Generate with soft thinking (or plain discrete decoding) on a transformers model.",
     )
@@ -77,20 +80,45 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(*spellings, dest=name, type=typ, default=None, help=SoftThinkingConfig.help(name), **extra)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--n", type=int, default=1, help="samples per prompt")
-    p.add_argument("--batch-size", type=int, default=None, help="rows decoded together (default: all)")
+    p.add_argument("--batch-size", type=int, default=None, help="rows decoded together, >= 1 (default: all rows)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps, as this torch supports")
+    p.add_argument("--dtype", default="float32", choices=DTYPES)
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own modelling code")
     p.add_argument("--think-end", default=THINK_END, help="think-end string (may tokenize to several tokens)")
     p.add_argument("--soft-until-eos", action="store_true", help=SoftThinkingConfig.help("soft_until_eos"))
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--no-chat-template", action="store_true", help="feed the prompts as they are")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (>= 1)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of text")
     return p
 
 
-def load(name: str, device: str, dtype: str) -> tuple[Any, Any]:
+def check_args(args: argparse.Namespace) -> None:
+    """Every value that does not need the tokenizer, before a model is loaded (a bad one is one
+    ``error:`` line naming the flag and the allowed values, exit status 2)."""
+    counts = {"--n": (args.n, 1), "--max-new-tokens": (args.max_new_tokens, 1), "--seed": (args.seed, 0)}
+    if args.threads is not None:
+        counts["--threads"] = (args.threads, 1)
+    if args.batch_size is not None:  # None is "all rows"; 0 is not a spelling of it
+        counts["--batch-size"] = (args.batch_size, 1)
+    for flag, (value, low) in counts.items():
+        if value < low:
+            raise ConfigError(f"{flag}={value!r} is invalid: allowed an integer >= {low}")
+    if not args.think_end:
+        raise ConfigError("--think-end='' is invalid: allowed a non-empty string (default </think>)")
+    if any(not stop for stop in args.stop):
+        raise ConfigError("--stop='' is invalid: allowed a non-empty stop string")
+    check_device(args.device)
+    placeholder = argparse.Namespace(**{**vars(args), "think_end": None})
+    build_config(placeholder, None).validate()  # vocabulary-dependent checks run again after loading
+    if args.model not in TINY_MODELS:
+        from soft_thinking.engines.hf.models import check_model_source
+
+        check_model_source(args.model, trust_remote_code=args.trust_remote_code)
+
+
+def load(name: str, device: str, dtype: str, trust_remote_code: bool = False) -> tuple[Any, Any]:
     """``(model, tokenizer)`` for ``--model`` (tiny names build a tiny random model)."""
     from soft_thinking.engines.hf.models import resolve_dtype
 
@@ -101,7 +129,7 @@ def load(name: str, device: str, dtype: str) -> tuple[Any, Any]:
         return model.to(device), tok
     from soft_thinking.engines.hf.models import load_model
 
-    return load_model(name, device=device, dtype=dtype)
+    return load_model(name, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 def build_config(args: argparse.Namespace, tokenizer: Any) -> SoftThinkingConfig:
@@ -109,7 +137,10 @@ def build_config(args: argparse.Namespace, tokenizer: Any) -> SoftThinkingConfig
     soft = args.mode == "soft"
     flags = {name: getattr(args, name) for name, _ in CONFIG_FLAGS}
     flags["enable_soft_thinking"] = soft
-    flags["think_end_token_ids"] = () if args.soft_until_eos else resolve_think_end(tokenizer, args.think_end)
+    if args.think_end is None:  # check_args: a stand-in id before the tokenizer is known
+        flags["think_end_token_ids"] = () if args.soft_until_eos else (0,)
+    else:
+        flags["think_end_token_ids"] = () if args.soft_until_eos else resolve_think_end(tokenizer, args.think_end)
     flags["soft_until_eos"] = bool(args.soft_until_eos) and soft
     return SoftThinkingConfig.from_flags(flags)
 
@@ -152,12 +183,13 @@ def format_record(r: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input or model: one ``error:`` line)."""
     args = build_parser().parse_args(argv)
+    check_args(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     from soft_thinking.text import apply_chat_template
 
     try:
-        model, tok = load(args.model, args.device, args.dtype)
+        model, tok = load(args.model, args.device, args.dtype, args.trust_remote_code)
     except (SoftGRPOError, ValueError) as err:
         raise EngineError(f"--model {args.model!r}: {err}") from err
     engine = SoftThinkingEngine(model, tok)

@@ -109,3 +109,53 @@ def test_module_entry_point_runs_as_subprocess() -> None:
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert [line["type"] for line in lines] == ["sample"] * 4 + ["summary"]
+
+
+# -- issue 17: every value checked before the model loads ------------------------------------------
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--threads", "0"], "--threads=0"),
+    (["--batch-size", "0"], "--batch-size=0"),
+    (["--n", "0"], "--n=0"),
+    (["--max-new-tokens", "0"], "--max-new-tokens=0"),
+    (["--seed", "-1"], "--seed=-1"),
+    (["--device", "gpu"], "--device='gpu'"),
+    (["--device", "5"], "--device='5'"),
+    (["--device", "cuda:99"], "--device='cuda:99'"),
+    (["--top-p", "1.5"], "top_p=1.5"),
+    (["--tau", "nan"], "gumbel_softmax_temperature"),
+    (["--temperature", "inf"], "temperature=inf"),
+    (["--think-end", ""], "--think-end=''"),
+    (["--stop", ""], "--stop=''"),
+    (["--dtype", "int8"], "invalid choice: 'int8'"),
+    (["--threads", "abc"], "invalid int value: 'abc'"),
+])
+def test_bad_value_is_one_error_line_before_the_model_loads(capsys, monkeypatch, flags, named) -> None:
+    import soft_thinking.generate as gen
+
+    monkeypatch.setattr(gen, "load", lambda *a, **k: pytest.fail("the model was loaded for a bad value"))
+    try:
+        code = main([*BASE, *flags])
+    except SystemExit as exc:  # argparse's own checks (types, choices)
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and named in err[0], err
+
+
+def test_damaged_model_folder_is_named_before_loading(tmp_path, capsys, monkeypatch) -> None:
+    import soft_thinking.generate as gen
+    from soft_thinking.engines.hf.models import MODEL_REGISTRY
+
+    src = MODEL_REGISTRY["tiny-qwen2"](tmp_path / "cache")
+    capsys.readouterr()  # the save's progress bar
+    monkeypatch.setattr(gen, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    for damage in ("config.json", "model.safetensors"):
+        m = tmp_path / f"m-{damage}"
+        m.mkdir()
+        for f in src.iterdir():
+            (m / f.name).write_bytes(f.read_bytes())
+        data = (m / damage).read_bytes()
+        (m / damage).write_bytes(data[: len(data) // 2])
+        assert main(["--model", str(m), "--prompt", "x"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and str(m / damage) in err[0], err

@@ -2,8 +2,11 @@
 
 import hashlib
 import json
+from contextlib import nullcontext as _nullcontext
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from eval import checkpoints as ck
 
@@ -35,8 +38,44 @@ def _fake_download(root):
         d = root / name
         d.mkdir(parents=True)
         (d / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
-        (d / "model.safetensors").write_bytes(b"weights-" + name.encode())
+        save_file({"w": torch.full((2,), float(len(name)))}, str(d / "model.safetensors"))
     (root / "README.md").write_text("hi")
+
+
+def test_locate_skips_folders_with_a_corrupt_config_or_damaged_weights(tmp_path, capsys):
+    _fake_download(tmp_path)
+    (tmp_path / "GRPO-1.5B" / "config.json").write_text('{"model_type": "qwen2", "hidd')  # truncated
+    w = tmp_path / "SofT-GRPO-1.5B" / "model.safetensors"
+    good = tmp_path / "ok"
+    good.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        (good / f).write_bytes((tmp_path / "SofT-GRPO-1.5B" / f).read_bytes())
+    w.write_bytes(w.read_bytes()[:-3])  # truncated download
+    (tmp_path / "no-weights").mkdir()
+    (tmp_path / "no-weights" / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    assert ck.main(["locate", "--local-dir", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"MODEL={good.resolve()}"]
+    skipped = sorted(ln.split(":")[0] for ln in err.splitlines())
+    assert skipped == sorted(f"skipped {tmp_path.resolve() / n}" for n in ("GRPO-1.5B", "SofT-GRPO-1.5B", "no-weights"))
+    assert "config.json" in err and "damaged" in err and "no weights" in err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written or deleted
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["list", "--repo", "../../etc"], "--repo='../../etc'"),
+    (["list", "--repo", "noslash"], "--repo='noslash'"),
+    (["download", "--revision", "a b"], "--revision='a b'"),
+    (["download", "--include", " "], "--include=' '"),
+    (["locate", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_checkpoint_arguments_are_checked_before_the_network(argv, named, capsys, monkeypatch):
+    monkeypatch.setattr(ck, "list_remote", lambda *a, **k: pytest.fail("reached the network"))
+    with pytest.raises(SystemExit) if "--bogus" in argv else _nullcontext():
+        assert ck.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and named in err[0], err
 
 
 def test_locate_prints_model_lines(tmp_path, capsys):

@@ -75,7 +75,7 @@ def test_end_to_end_writes_outputs_and_resume_skips_everything(tmp_path):
     assert b["pass_at_k"]["4"]["value"] == pytest.approx(1.0)
     assert b["pass_at_k_first_k"]["1"]["value"] == pytest.approx(1.0)
     assert b["avg_tokens"] == pytest.approx(11.5) and b["avg_tokens_correct"] == pytest.approx(11.0)
-    assert b["grade_status"] == {"ok": 8, "no_answer": 0, "parse_error": 0, "timeout": 0, "no_think_end": 0}
+    assert b["grade_status"] == {"ok": 8, "no_answer": 0, "parse_error": 0, "timeout": 0, "no_think_end": 0, "error": 0}
     assert json.loads((run / "summary.json").read_text())["benchmarks"]["aime2024"]["num_problems"] == 2
     assert "Pass@2" in (run / "summary.md").read_text()
     assert (run / "passk.png").read_bytes()[:4] == b"\x89PNG"

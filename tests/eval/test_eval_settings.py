@@ -33,9 +33,9 @@ def test_settings_map_to_soft_thinking_config():
 def test_presets_match_spec_table(preset, expect):
     path = REPO / "configs" / "eval" / preset
     args = build_parser().parse_args(["run", "--model", "m", "--preset", str(path)])
-    settings, other = resolve(args)
-    assert other["num_samples"] == 32 and settings.max_generated_tokens == 32768 and settings.top_p == 0.95
-    assert other["benchmarks"] == ["aime2024", "aime2025", "amc23", "math500", "gsm8k"]
+    settings, opts = resolve(args)
+    assert opts.num_samples == 32 and settings.max_generated_tokens == 32768 and settings.top_p == 0.95
+    assert opts.benchmarks == ("aime2024", "aime2025", "amc23", "math500", "gsm8k")
     for key, value in expect.items():
         assert getattr(settings, key) == value, key
     # a flag overrides the preset
