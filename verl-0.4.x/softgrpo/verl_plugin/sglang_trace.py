@@ -4,7 +4,10 @@
   decode softly (``soft_thinking.engines.sglang.client.request_flags``: every config field plus the
   request's seed, JSON-safe, as SGLang 0.5.23 requires);
 * :func:`decode_sglang_trace` -- the packed rows the plug-in returns in ``meta_info["softgrpo"]``
-  (one per output token, ``soft_thinking.engines.sglang.codec``) -> a validated :class:`SoftTrace`.
+  (one per output token, ``soft_thinking.engines.sglang.codec``) -> a validated :class:`SoftTrace`;
+* :func:`discrete_sglang_trace` -- the trace of a discrete request (stock SGLang sampling, no rows):
+  every step discrete, ``ids[t] = [token, 0, ...]``, log-probs = SGLang's ``output_token_logprobs``
+  (``log softmax(z / T)[token]``, what verl's ``TokenOutput.log_probs`` carries).
 
 The wire format is the SGLang plug-in's own; this module only calls its codec.
 """
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import torch
 
 from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.core.trace import SoftTrace
@@ -45,3 +50,19 @@ def decode_sglang_trace(payload: Any, output_ids: Sequence[int], cfg: SoftThinki
         return trace_from_rows([bytes(r) for r in payload], output_ids, SoftRequest(cfg, seed))
     except (TraceError, ValueError) as err:
         raise SoftGRPOError(f"SGLang meta_info[{META_KEY!r}] is not a valid soft trace: {err}") from err
+
+
+def discrete_sglang_trace(output_ids: Sequence[int], log_probs: Sequence[float] | None,
+                          cfg: SoftThinkingConfig) -> SoftTrace:
+    """The discrete trace of a stock-sampled request (module doc); ``log_probs`` must cover every token."""
+    if log_probs is None or len(log_probs) != len(output_ids):
+        got = None if log_probs is None else len(log_probs)
+        raise SoftGRPOError(f"SGLang returned {got} log-probs for {len(output_ids)} tokens: the discrete arm's trace "
+                            "needs actor_rollout_ref.rollout.calculate_log_probs=true")
+    t = len(output_ids)
+    tokens = torch.tensor(list(output_ids), dtype=torch.int64)
+    return SoftTrace(tokens=tokens, ids=tokens.to(torch.int32).reshape(t, 1), q=torch.zeros(t, 1),
+                     soft=torch.zeros(t, dtype=torch.bool), logprobs=torch.tensor(list(log_probs), dtype=torch.float32),
+                     noise=cfg.effective_noise, tau_g=float(cfg.gumbel_softmax_temperature),
+                     temperature=float(cfg.temperature), answer_temperature=float(cfg.temperature), answer_start=0,
+                     n_kept=torch.ones(t, dtype=torch.int16)).validate()
