@@ -276,3 +276,12 @@ def batched_decode_step(
         forced=is_forced,
     )
     return step, phase
+
+
+def sample_step(
+    logits: Tensor, phase: PhaseState, rows: RowSettings, seed: Tensor, position: Tensor, spec: BatchSpec
+) -> tuple[BatchStep, PhaseState]:
+    """The whole per-step sampling as one function: counter uniforms keyed by ``(seed, position)`` and
+    :func:`batched_decode_step`. Static shapes at a batch size and no host sync, so
+    ``torch.compile(sample_step, fullgraph=True)`` makes it one graph (CUDA-graph capturable)."""
+    return batched_decode_step(logits, phase, rows, counter_step_uniforms(seed, position, spec), spec)

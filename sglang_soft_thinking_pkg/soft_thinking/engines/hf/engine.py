@@ -6,7 +6,9 @@ Everything a step means lives in the core; this file only runs the model::
     prefill the left-padded prompts (KV cache)
     repeat until every row stopped:
         logits of the last position                       [B, V]
-        step = decode_step(logits, phase, plan, rng)      soft / discrete / forced per row (core.step)
+        step = batched_decode_step(logits, phase, rows, counter uniforms, spec)
+                                                          soft / discrete / forced per row (core.batch),
+                                                          the same step as the SGLang plug-in
         recorder.record(rows, t, step, phase)             the rows' traces (core.recorder)
         next input = mix_embeddings(E, step.ids, step.weights)   (E[token] for discrete rows)
         stop rows at EOS / stop strings / max_new_tokens; drop them from the batch and the cache
@@ -16,23 +18,35 @@ draws of a step are a pure function of the row's seed, :func:`~soft_thinking.eng
 ``(seed, prompt index, sample index)``, and its position (prompt length + tokens generated so
 far, SGLang's ``seq_lens``), so a sample is the same whatever batch it runs in, whatever rows
 join or leave, and in every engine.
+
+The step (:class:`BatchStepper`) is the core's sync-free :func:`~soft_thinking.core.batch.sample_step`, eager by
+default: it equals :func:`~soft_thinking.core.step.decode_step` bit for bit (tests/core/test_batch.py).
+It reads a candidate width ``M`` of ``max(K, every active top_k, 1024)`` columns (capped at ``V``);
+a step whose answer-phase nucleus does not fit (``truncated``) is recomputed with ``M = V``, so the
+result is always exact. ``step="decode_step"`` keeps the original per-group path;
+``compile_step=True`` runs the step through ``torch.compile(fullgraph=True)`` (inductor may reorder
+float sums: floats within a few ulps of the eager step; one compilation per batch bucket).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import fields, replace
 from typing import Any
 
 import torch
 from transformers import DynamicCache
 
+from soft_thinking.core.batch import BatchSpec, BatchStep, RowSettings, sample_step
 from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.core.mixture import mix_embeddings
-from soft_thinking.core.noise import CounterSource
+from soft_thinking.core.noise import NOISE_KINDS, CounterSource
+from soft_thinking.core.phase import PhaseTracker
 from soft_thinking.core.plan import StepPlan, new_phase
 from soft_thinking.core.recorder import TraceMeta, TraceRecorder
-from soft_thinking.core.step import decode_step
+from soft_thinking.core.sampling import PARTIAL_SORT
+from soft_thinking.core.step import StepResult, decode_step
 from soft_thinking.engines.base import (
     Configs,
     EngineError,
@@ -44,7 +58,58 @@ from soft_thinking.engines.base import (
     sample_seed,
 )
 
-__all__ = ["EngineError", "Sample", "SoftThinkingEngine", "resolve_think_end", "sample_seed"]
+__all__ = ["BatchStepper", "EngineError", "Sample", "SoftThinkingEngine", "resolve_think_end", "sample_seed"]
+
+STEPS = ("batched", "decode_step")
+
+
+class BatchStepper:
+    """The engine's step for one batch of rows: the core's batched step with the plan's kinds and widths."""
+
+    def __init__(self, plan: StepPlan, vocab_size: int, compile_step: bool = False) -> None:
+        active = [f.top_k[(f.top_k > 0) & (f.top_k < vocab_size)] for f in (plan.think, plan.answer)]
+        widest = max([plan.k, PARTIAL_SORT] + [int(a.max()) for a in active if a.numel()])
+        kinds = tuple(NOISE_KINDS[c] for c in sorted(set(plan.noise.tolist())))
+        base = BatchSpec.from_plan(plan)
+        self.specs = [replace(base, width=min(widest, vocab_size), kinds=kinds)]
+        if self.specs[0].width < vocab_size:
+            self.specs.append(replace(self.specs[0], width=vocab_size))
+        self.rows = RowSettings.from_plan(plan)
+        self.compiled = compile_step
+        self.fn = torch.compile(sample_step, fullgraph=True, dynamic=False) if compile_step else sample_step
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` (rows leaving the batch)."""
+        self.rows = self.rows.select(index)
+
+    def __call__(self, logits: torch.Tensor, phase: PhaseTracker, seed: torch.Tensor,
+                 position: torch.Tensor) -> BatchStep:
+        """One step; updates ``phase`` in place. A truncated step (host check) is redone at ``M = V``.
+
+        Compiled, the rows are padded to a batch bucket (:func:`batch_bucket`, copies of row 0: rows
+        are independent, so padding changes no row's result) and the graph compiles once per bucket.
+        """
+        b = logits.shape[0]
+        args = (logits, phase.state, self.rows, seed, position)
+        if self.compiled and batch_bucket(b) != b:
+            pad = torch.cat([torch.arange(b, device=logits.device),
+                             torch.zeros(batch_bucket(b) - b, dtype=torch.int64, device=logits.device)])
+            args = (logits[pad], phase.state.select(pad), self.rows.select(pad), seed[pad], position[pad])
+        for spec in self.specs:
+            step, state = self.fn(*args, spec)
+            if not bool(step.truncated[:b].any()):
+                break
+        if step.tokens.shape[0] != b:
+            keep = torch.arange(b, device=logits.device)
+            step = BatchStep(**{f.name: getattr(step, f.name)[keep] for f in fields(step)})
+            state = state.select(keep)
+        phase.state = state
+        return step
+
+
+def batch_bucket(b: int) -> int:
+    """The padded batch size of a compiled step: the next power of two, at least 8."""
+    return max(8, 1 << (b - 1).bit_length())
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -67,7 +132,14 @@ class SoftThinkingEngine:
         tokenizer: Any,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        step: str = "batched",
+        compile_step: bool = False,
     ) -> None:
+        if step not in STEPS:
+            raise EngineError(f"step={step!r}: allowed {STEPS}")
+        if compile_step and step != "batched":
+            raise EngineError("compile_step=True needs step='batched'")
+        self.step, self.compile_step = step, compile_step
         if model.get_input_embeddings() is None:
             raise EngineError(f"{type(model).__name__} exposes no input embeddings (get_input_embeddings() is None)")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -208,8 +280,13 @@ class SoftThinkingEngine:
         eos = torch.tensor(sorted(self.eos_ids), device=dev)
         tails = [""] * b if stop else None
 
+        stepper = BatchStepper(plan, self.vocab_size, self.compile_step) if self.step == "batched" else None
         for t in range(steps):
-            res = decode_step(logits, phase, plan, CounterSource(seeds, prompt_len + t))
+            res: BatchStep | StepResult
+            if stepper is not None:
+                res = stepper(logits, phase, seeds, prompt_len + t)
+            else:
+                res = decode_step(logits, phase, plan, CounterSource(seeds, prompt_len + t))
             recorder.record(alive, t, res, phase)
             is_eos = torch.isin(res.tokens, eos)
             done = (is_eos | (budget[alive] <= t + 1)).tolist()
@@ -238,6 +315,8 @@ class SoftThinkingEngine:
                 x, attn, next_pos = x[sel], attn[sel], next_pos[sel]
                 phase.select(sel)
                 plan, seeds, prompt_len = plan.rows(sel), seeds[sel], prompt_len[sel]
+                if stepper is not None:
+                    stepper.select(sel)
                 alive_list = [alive_list[j] for j in keep_rows]
                 alive = torch.tensor(alive_list, device=dev)
             attn = torch.cat([attn, torch.ones(len(alive_list), 1, dtype=attn.dtype, device=dev)], dim=1)
