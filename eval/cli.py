@@ -31,8 +31,8 @@ from typing import Any
 from eval.backends import BACKENDS, Backend, make_backend
 from eval.benchmarks import ALL_BENCHMARKS, MAIN_BENCHMARKS, load_benchmark
 from eval.options import RunOptions, check_run_inputs
-from eval.prompts import DEFAULT_TEMPLATE
-from eval.settings import SamplingSettings, SettingsError
+from eval.prompts import DEFAULT_TEMPLATE, check_template
+from eval.settings import SamplingSettings, SettingsError, check_type
 from soft_thinking.argparser import ArgumentParser
 from soft_thinking.errors import exit_on_error
 
@@ -94,13 +94,25 @@ def load_preset(path: str | None) -> dict[str, Any]:
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise SettingsError(f"--preset {path}: no such file") from exc
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"--preset {path}: not valid YAML ({exc})") from exc
+        raise SettingsError(f"--preset {path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     if not isinstance(data, dict):
         raise SettingsError(f"preset {path} must be a mapping of flag: value")
     allowed = {f.name for f in _sampling_fields()} | set(PRESET_EXTRA_KEYS)
     unknown = set(data) - allowed
     if unknown:
         raise SettingsError(f"preset {path}: unknown key(s) {sorted(map(str, unknown))}; allowed: {sorted(allowed)}")
+    # every value of the file is checked, also one a flag overrides: a bad preset is never half used
+    for f in _sampling_fields():
+        if f.name in data:
+            check_type(f"--{f.name}", data[f.name], str(f.type))
+    if "num_samples" in data:
+        check_type("--num_samples", data["num_samples"], "int")
+        if data["num_samples"] < 1:
+            raise SettingsError(f"preset {path}: num_samples={data['num_samples']!r} is invalid: allowed an integer >= 1")
+    if "benchmarks" in data:
+        _benchmark_list(data["benchmarks"])
+    if "prompt_template" in data:
+        check_template(data["prompt_template"])
     return data
 
 

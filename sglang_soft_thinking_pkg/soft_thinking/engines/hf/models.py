@@ -265,7 +265,7 @@ def check_model_folder(folder: str | os.PathLike[str], trust_remote_code: bool =
     """Read-only checks of a local model folder before anything is written or loaded.
 
     ``config.json`` must load (``AutoConfig``; custom code only with ``trust_remote_code``), every
-    ``*.safetensors`` file must have an intact header that covers the file (a truncated download is
+    other ``*.json`` file must parse, every ``*.safetensors`` file must have an intact header that covers the file (a truncated download is
     caught here, not after the run has started), and the shards named by
     ``model.safetensors.index.json`` must exist. Raises :class:`ModelLoadError` naming the file.
     """
@@ -279,7 +279,13 @@ def check_model_folder(folder: str | os.PathLike[str], trust_remote_code: bool =
     try:
         AutoConfig.from_pretrained(str(root), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"{cfg} does not load as a model config ({type(exc).__name__}: {exc})"[:600]) from exc
+        why = " ".join(str(exc).split())
+        raise ModelLoadError(f"{cfg} does not load as a model config ({type(exc).__name__}: {why})"[:600]) from exc
+    for extra in sorted(root.glob("*.json")):  # tokenizer, generation config, index: a truncated one is named here
+        try:
+            json.loads(extra.read_bytes().decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelLoadError(f"{extra} is not valid JSON ({exc}); re-download or replace it") from exc
     index = root / "model.safetensors.index.json"
     shards = sorted(root.glob("*.safetensors"))
     if index.is_file():
