@@ -1,6 +1,7 @@
 """Every recipe script's overrides compose against verl's ppo_trainer + configs/verl and validate
-(verl's own validate_config, the rollout/actor dataclasses, the plug-in's start-up checks), without
-launching anything. The scripts print their overrides with DRY_RUN=1."""
+(verl's own validate_config, the rollout/actor dataclasses, the plug-in's start-up checks and the
+start-up settings main_ppo derives), without launching anything. The scripts print their overrides
+with DRY_RUN=overrides (no Python) and, with DRY_RUN=1, everything main_ppo would give Ray."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from softgrpo.verl_plugin.checks import SoftGRPOConfigError, check_config
+from softgrpo.verl_plugin.launch import apply_launch_settings
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs" / "verl"
@@ -28,8 +30,14 @@ SCRIPTS = {
 
 def _overrides(script: str, **env: str) -> list[str]:
     out = subprocess.run(["bash", str(REPO / "scripts" / script), "extra.key=1"], capture_output=True, text=True,
-                         env={**os.environ, "DRY_RUN": "1", **env}, timeout=60, check=True)
+                         env={**os.environ, "DRY_RUN": "overrides", **env}, timeout=60, check=True)
     return out.stdout.splitlines()
+
+
+def _script(script: str, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """The script run in a copy-free way from ``tmp_path`` (its own cwd is the repo), with ``env`` on top."""
+    return subprocess.run(["bash", str(REPO / "scripts" / script), *args], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, **env}, timeout=600)
 
 
 def _compose(args: list[str]):
@@ -64,6 +72,11 @@ def test_script_composes_and_validates(script):
     assert cfg.actor_rollout_ref.actor.kl_loss_type == "low_var_kl" and cfg.actor_rollout_ref.actor.use_kl_loss
     assert cfg.reward.custom_reward_function.path == "pkg://softgrpo.rewards"
     assert cfg.ray_kwargs.ray_init.runtime_env.env_vars.SOFTGRPO_VERL_PLUGIN == "1"
+    env = apply_launch_settings(cfg, st)  # what main_ppo adds before Ray starts
+    assert env["SOFTGRPO_SGLANG"] == ("require" if soft else "off")  # the plug-in switch (stock SGLang for GRPO)
+    assert ("SOFTGRPO_SGLANG_CONFIG" in env) == soft
+    assert cfg.actor_rollout_ref.model.override_config.attn_implementation in ("sdpa", "flash_attention_2")
+    assert "runtime_env.env_vars.SOFTGRPO_SGLANG" not in " ".join(args)  # derived, not hand-mirrored
 
 
 def test_environment_sets_paths_and_cluster():
@@ -74,9 +87,61 @@ def test_environment_sets_paths_and_cluster():
     assert cfg.data.train_files == "/d/deepscaler/train.parquet"
     assert list(cfg.data.val_files) == ["/d/aime24/test.parquet", "/d/amc/test.parquet", "/d/math500/test.parquet"]
     assert cfg.trainer.default_local_dir == "/r/checkpoints"
-    bad = subprocess.run(["bash", str(REPO / "scripts" / "GRPO-deepscaler-8k.sh")], capture_output=True, text=True,
-                         env={**os.environ, "DRY_RUN": "1", "NNODES": "two"}, timeout=60)
-    assert bad.returncode == 2 and "error: NNODES=two" in bad.stderr
+
+
+BAD_ENV = [
+    ({"NNODES": "two"}, "NNODES=two"),
+    ({"NNODES": "0"}, "NNODES=0"),
+    ({"GPUS_PER_NODE": "0"}, "GPUS_PER_NODE=0"),
+    ({"GPUS_PER_NODE": "-1"}, "GPUS_PER_NODE=-1"),
+    ({"GPUS_PER_NODE": ""}, "GPUS_PER_NODE="),
+    ({"MODEL_PATH": ""}, "MODEL_PATH is empty"),
+    ({"DRY_RUN": "yes"}, "DRY_RUN=yes"),
+    ({"PYTHON": "/nonexistent/python"}, "PYTHON=/nonexistent/python"),
+    ({"DATA_DIR": "/nonexistent/data"}, "DATA_DIR=/nonexistent/data"),
+    ({"RUN_DIR": "/tmp/a b"}, "must not contain spaces"),
+]
+
+
+@pytest.mark.parametrize("env,message", BAD_ENV, ids=[next(iter(e)) + "=" + repr(next(iter(e.values()))) for e, _ in BAD_ENV])
+def test_bad_environment_fails_before_anything_is_written(env, message, tmp_path):
+    run_dir = tmp_path / "run"
+    r = _script("GRPO-deepscaler-8k.sh", tmp_path, **{"RUN_DIR": str(run_dir), **env})
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 2 and len(errors) == 1 and message in errors[0], r.stderr
+    assert not run_dir.exists() and not (REPO / "outputs").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_default_gpu_count_is_said_and_python_is_the_venvs(tmp_path):
+    r = _script("SofT-GRPO-deepscaler-8k-gau.sh", tmp_path, DRY_RUN="overrides")
+    assert "this recipe's default, 4 GPUs per node" in r.stderr and "trainer.n_gpus_per_node=4" in r.stdout
+    r = _script("SofT-GRPO-deepscaler-8k-gau.sh", tmp_path, DRY_RUN="overrides", GPUS_PER_NODE="2")
+    assert "default" not in r.stderr and "trainer.n_gpus_per_node=2" in r.stdout
+    # no PYTHON and no python on PATH: the repo's .venv/bin/python is found (a bad one would fail the dry run)
+    if (REPO / ".venv" / "bin" / "python").exists():
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "VIRTUAL_ENV")}
+        env["PATH"] = "/usr/bin:/bin"
+        r = subprocess.run(["bash", str(REPO / "scripts" / "SofT-GRPO-deepscaler-8k.sh")], capture_output=True,
+                           text=True, cwd=tmp_path, env={**env, "DRY_RUN": "1"},
+                           timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert "softgrpo: python .venv/bin/python" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["SofT-GRPO-deepscaler-8k-dir.sh", "GRPO-deepscaler-8k.sh"])
+def test_dry_run_prints_the_ray_env_main_ppo_derives(script, tmp_path):
+    """DRY_RUN=1: main_ppo checks everything (no Ray, nothing written) and prints the job's runtime env."""
+    r = _script(script, tmp_path, DRY_RUN="1", RUN_DIR=str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr
+    env = dict(line[2:].split("=", 1) for line in r.stdout.splitlines() if line.startswith("# ") and "=" in line)
+    if script.startswith("SofT"):
+        assert env["SOFTGRPO_SGLANG"] == "require"
+        assert '"gumbel_clamp": [-1.5, 3.0]' in env["SOFTGRPO_SGLANG_CONFIG"]
+    else:
+        assert env["SOFTGRPO_SGLANG"] == "off" and "SOFTGRPO_SGLANG_CONFIG" not in env
+    assert env["actor_rollout_ref.model.override_config.attn_implementation"] in ("sdpa", "flash_attention_2")
+    assert list(tmp_path.iterdir()) == [] and not (REPO / "outputs").exists()
 
 
 def test_cpu_config_and_bad_values_are_named():

@@ -46,9 +46,8 @@ def clean_env():
 def recipe_config(arm: str, model: Path, tok: Path, *extra: str):
     """The recipe script's overrides (DRY_RUN) with the tiny model, composed as ``main_ppo`` composes them."""
     out = subprocess.run(["bash", str(REPO / "scripts" / ARMS[arm])], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "DRY_RUN": "1", "RUN_DIR": "/nonexistent/run"}, check=True)
-    args = [line for line in out.stdout.splitlines() if line and not line.startswith("#")]
-    args = [a for a in args if "=" in a and not a.startswith("hydra.")]  # Hydra's own keys are not config
+                         env={**os.environ, "DRY_RUN": "overrides", "RUN_DIR": "/nonexistent/run"}, check=True)
+    args = out.stdout.splitlines()
     name = args[0].removeprefix("--config-name=")
     overrides = args[1:] + [f"actor_rollout_ref.model.path={model}", f"actor_rollout_ref.model.tokenizer_path={tok}",
                             "data.max_prompt_length=64", "data.max_response_length=16",

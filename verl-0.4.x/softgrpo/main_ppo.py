@@ -17,7 +17,9 @@ Before Ray starts and before anything is written (each failure: one ``error:`` l
    remote node see the same ones; the registrations run again with them (idempotent) and
    :func:`check_registries` fails loudly if a key is missing.
 
-Then it runs ``verl.trainer.main_ppo.main`` (the function under verl's ``@hydra.main``). A SofT-GRPO
+With ``SOFTGRPO_DRY_RUN=1`` it stops here and prints the arguments (one per line) and, as ``#`` lines,
+the Ray runtime env the job would get (what the recipe scripts' ``DRY_RUN=1`` shows). Otherwise it
+runs ``verl.trainer.main_ppo.main`` (the function under verl's ``@hydra.main``). A SofT-GRPO
 error raised later in a Ray actor (e.g. an SGLang server without the plug-in) also ends as one
 ``error:`` line and exit 2.
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -80,12 +83,34 @@ def root_error(err: BaseException) -> BaseException:
     return err
 
 
+def print_dry_run(argv: Sequence[str], config: DictConfig) -> None:
+    """The arguments, then the checked run's Ray ``runtime_env.env_vars`` and attention keys as ``#`` lines."""
+    from softgrpo.verl_plugin.launch import ATTN_KEYS
+
+    print("\n".join(argv))
+    print("# ray_kwargs.ray_init.runtime_env.env_vars (every Ray worker and actor of the job):")
+    env = OmegaConf.to_container(config.ray_kwargs.ray_init.runtime_env.env_vars, resolve=True)
+    for key, value in env.items():
+        print(f"# {key}={value}")
+    for key in ATTN_KEYS:
+        print(f"# {key}={OmegaConf.select(config, key)}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from soft_thinking.errors import SoftGRPOError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        config = load_config(sys.argv[1:] if argv is None else argv)
+        if os.environ.get("SOFTGRPO_DRY_RUN", "") not in ("", "0", "1"):
+            raise SoftGRPOError(f"SOFTGRPO_DRY_RUN={os.environ['SOFTGRPO_DRY_RUN']!r} is invalid: allowed 1, 0 or unset")
+        config = load_config(argv)
         prepare(config)
+        if os.environ.get("SOFTGRPO_DRY_RUN") == "1":
+            print_dry_run(argv, config)
+            return 0
+        metrics = os.environ.get("VERL_FILE_LOGGER_PATH")
+        if metrics:  # verl's file logger opens it without creating the folder
+            Path(metrics).parent.mkdir(parents=True, exist_ok=True)
         from verl.trainer.main_ppo import main as verl_main
 
         verl_main.__wrapped__(config)

@@ -33,6 +33,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "verl"
 NOT_LAUNCHABLE = ("softgrpo_base",)  # the shared body (no hydra search path of its own)
 POSITIVE_INTS = ("trainer.nnodes", "trainer.n_gpus_per_node", "data.train_batch_size", "actor_rollout_ref.rollout.n",
                  "actor_rollout_ref.actor.ppo_mini_batch_size")
+FIRST = ("soft_thinking",)  # rollout.custom.soft_thinking is an interpolation of it
 REWARD_SECTIONS = ("reward.custom_reward_function", "custom_reward_function")
 REWARD_KEYS = ("path", "name", "reward_kwargs")
 
@@ -108,9 +109,9 @@ def _is_number(x: Any) -> bool:
 
 def _kind(x: Any) -> str | None:
     if isinstance(x, bool):
-        return "a bool (true/false)"
+        return "bool (true/false)"
     if _is_number(x):
-        return "a number"
+        return "number"
     return None
 
 
@@ -129,17 +130,20 @@ def _walk(ref: Any, value: Any, key: str) -> None:
             kind = kinds.pop()
             for x in value:
                 if _kind(x) != kind:
-                    raise CLIError(f"{key}={value!r} is invalid: allowed a list of {kind}s such as {ref!r}")
+                    raise CLIError(f"{key}={value!r} is invalid: allowed a list of elements that are each a {kind}, "
+                                   f"such as {ref!r}")
     else:
         kind = _kind(ref)
         if kind is not None and _kind(value) != kind and value is not None:
-            raise CLIError(f"{key}={value!r} is invalid: allowed {kind} (the default is {ref!r})")
+            raise CLIError(f"{key}={value!r} is invalid: allowed a {kind} (the default is {ref!r})")
 
 
 def check_types(config: DictConfig, name: str) -> None:
     """Every value has the kind of the same key in the config composed without overrides (module doc)."""
     reference = _plain(compose_config(name, []), "the default config")
-    _walk(reference, _plain(config, "the config"), "")
+    plain = _plain(config, "the config")
+    first = {k: plain[k] for k in FIRST if k in plain}  # reported under the user's key, not its interpolated copy
+    _walk(reference, {**first, **plain}, "")
 
 
 def _get(plain: dict[str, Any], key: str) -> Any:
