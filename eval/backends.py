@@ -73,14 +73,14 @@ class HFBackend(EngineBackend):
 
     def __init__(
         self, model: str, settings: SamplingSettings, *, device: str = "cpu", dtype: str = "float32",
-        think_end: str = "</think>", progress: bool = False, batch_size: int = 64,
+        think_end: str = "</think>", progress: bool = False, batch_size: int = 64, trust_remote_code: bool = False,
     ) -> None:
         import torch
 
         from soft_thinking.engines.hf.engine import SoftThinkingEngine, resolve_think_end
         from soft_thinking.engines.hf.models import load_model
 
-        self.model, self.tokenizer = load_model(model, device=device, dtype=dtype)
+        self.model, self.tokenizer = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         torch_dtype = getattr(torch, dtype)
         self.engine = SoftThinkingEngine(self.model, self.tokenizer, device=device, dtype=torch_dtype)
         ids = tuple(resolve_think_end(self.tokenizer, think_end) or ())

@@ -308,3 +308,22 @@ def test_megabyte_completion_is_one_failed_sample_not_a_failed_run(tmp_path, dat
     bad = next(r for r in rows if r["grade_status"] == "parse_error")
     assert len(bad["extracted"]) < 2100  # the record keeps a clipped answer, the text as generated
     assert "1 parse_error" in capsys.readouterr().out
+
+
+# (4) safe loading: custom model code stays off unless the user passes --trust-remote-code -----------------
+@pytest.mark.parametrize(("flags", "expected"), [([], False), (["--trust-remote-code"], True)])
+def test_trust_remote_code_is_off_unless_passed(tmp_path, data, monkeypatch, tiny_model, flags, expected) -> None:
+    from soft_thinking.engines.hf import models
+
+    seen = []
+
+    def fake_load(name, **kwargs):
+        seen.append(kwargs["trust_remote_code"])
+        raise models.ModelLoadError("stop here")
+
+    monkeypatch.setattr(models, "load_model", fake_load)
+    assert main(argv(tmp_path, data, *flags, model=str(tiny_model))) == 2
+    assert seen == [expected]
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(models.ModelLoadError, match="trust_remote_code='false'"):
+        models.load_model(str(tiny_model), trust_remote_code="false")
