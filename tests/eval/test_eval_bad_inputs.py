@@ -316,6 +316,7 @@ def test_trust_remote_code_is_off_unless_passed(tmp_path, data, monkeypatch, tin
     from soft_thinking.engines.hf import models
 
     seen = []
+    real_load = models.load_model
 
     def fake_load(name, **kwargs):
         seen.append(kwargs["trust_remote_code"])
@@ -326,4 +327,4 @@ def test_trust_remote_code_is_off_unless_passed(tmp_path, data, monkeypatch, tin
     assert seen == [expected]
     assert not (tmp_path / "out").exists()
     with pytest.raises(models.ModelLoadError, match="trust_remote_code='false'"):
-        models.load_model(str(tiny_model), trust_remote_code="false")
+        real_load(str(tiny_model), trust_remote_code="false")
