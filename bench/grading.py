@@ -9,6 +9,11 @@ against itself by :class:`eval.grader.Grader` (process pool, per-answer timeout)
   recurs across the n samples of a problem);
 - ``startup_s``: pool start (forkserver + warm-up).
 
+- ``adversarial``: one megabyte model outputs (unclosed boxes, deep braces, a huge box, a
+  million-digit integer, LaTeX soup) graded one at a time: wall seconds and the status each gets
+  (issue 17 §7: bounded by design, none may reach the timeout); ``last_boxed_56kb_s``: the
+  last-``\\boxed{}`` finder on 56 KB of unclosed boxes (the former finder took ~30 s).
+
 Usage: ``python bench/grading.py [--workers 2] [--data-dir DIR] [--out bench/results/grading.json]``
 """
 
@@ -27,7 +32,18 @@ sys.path.insert(0, str(REPO))
 
 from eval.benchmarks import load_local  # noqa: E402
 from eval.grader import Grader  # noqa: E402
+from eval.grading import last_boxed  # noqa: E402
 from soft_thinking.io import atomic_write_json  # noqa: E402
+
+MB = 1 << 20
+ADVERSARIAL = {
+    "unclosed_boxes": "</think>" + "\\boxed{" * (MB // 7),
+    "deep_braces": "</think>\\boxed{" + "{" * MB,
+    "huge_box": "</think>\\boxed{" + "x^" * (MB // 2) + "1}",
+    "million_digit_integer": "</think>\\boxed{" + "7" * MB + "}",
+    "latex_soup": "</think>" + "\\frac{1}{" * (MB // 9),
+    "bold_soup": "</think>" + "**1" * (MB // 3),
+}
 
 
 def main() -> int:
@@ -48,6 +64,16 @@ def main() -> int:
             res = g.grade(tasks)
             passes.append(time.perf_counter() - t)
         counts = dict(g.counts)
+        adversarial = {}
+        for name, text in ADVERSARIAL.items():
+            t = time.perf_counter()
+            r = g.grade_one(text, "5", "aime2024")
+            adversarial[name] = {"chars": len(text), "wall_s": round(time.perf_counter() - t, 3), "status": r.status,
+                                 "correct": r.correct}
+    soup = "\\boxed{" * (56_000 // 7)
+    t = time.perf_counter()
+    last_boxed(soup)
+    last_boxed_s = time.perf_counter() - t
     result = {
         "benchmark": "math500 gold answers graded against themselves",
         "answers": len(tasks),
@@ -58,6 +84,9 @@ def main() -> int:
         "warm_answers_per_s": round(len(tasks) / passes[1], 1),
         "correct_last_pass": sum(r.correct for r in res),
         "status_counts_both_passes": counts,
+        "adversarial_timeout_s": args.timeout,
+        "adversarial": adversarial,
+        "last_boxed_56kb_s": round(last_boxed_s, 4),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
