@@ -134,7 +134,7 @@ def last_boxed(text: str) -> str | None:
         return None
     stack: list[int] = []
     best: tuple[int, int] | None = None
-    for m in _BRACE.finditer(text):
+    for m in _BRACE.finditer(text, min(box_opens)):  # a "{" is matched by what follows it only
         i = m.start()
         if text[i] == "{":
             stack.append(i)
