@@ -502,3 +502,86 @@ def test_float64_model_runs_and_replays_to_float32_storage_precision() -> None:
     assert lp.dtype == torch.float64
     gap = ((lp - batch.logprobs.double()).abs() * batch.mask).max().item()
     assert gap <= 1e-6
+
+
+# --------------------------------------------------------------------------------- the step
+
+
+def _traces_equal(a: Sample, b: Sample) -> None:
+    assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+    for name in ("ids", "q", "soft", "logprobs", "n_kept"):
+        assert torch.equal(getattr(a.trace, name), getattr(b.trace, name)), name
+    assert a.trace.answer_start == b.trace.answer_start
+
+
+def test_batched_step_equals_the_decode_step_path_bit_for_bit() -> None:
+    """The engine's default step (core.batch.sample_step) and the original decode_step path give the
+    same samples, bit for bit: mixed kinds, K, greedy rows, Cold Stop, answer phase, rows leaving."""
+    model, tok = tiny_model_and_tokenizer("qwen2")
+    batched, legacy = SoftThinkingEngine(model, tok), SoftThinkingEngine(model, tok, step="decode_step")
+    cfgs = [soft_cfg(top_k=-1, top_p=0.9, early_stopping_entropy_threshold=5.0, early_stopping_length_threshold=3),
+            soft_cfg(max_topk=3, noise="dirichlet", after_thinking_temperature=0.0),
+            soft_cfg(noise="gaussian", temperature=0.0), discrete_cfg(top_p=0.95, min_p=0.05)]
+    prompts = [("abc" * (1 + i % 7))[: 2 + (5 * i) % 17] + str(i) for i in range(16)]
+    configs = [cfgs[i % 4] for i in range(16)]
+    got = batched.generate(prompts, configs, max_new_tokens=48, seed=3)
+    ref = legacy.generate(prompts, configs, max_new_tokens=48, seed=3)
+    for a, b in zip(got, ref):
+        _traces_equal(a, b)
+    assert len({len(s.token_ids) for s in got}) > 1  # rows left mid-way
+    assert any(s.trace.soft.any() and not s.trace.soft.all() for s in got)  # both phases
+    with pytest.raises(EngineError, match=r"step='fast'.*allowed \('batched', 'decode_step'\)"):
+        SoftThinkingEngine(model, tok, step="fast")
+
+
+def test_step_width_fallback_recomputes_truncated_rows_exactly() -> None:
+    """Answer rows whose nucleus does not fit the 1024-wide prefix are redone at the full vocabulary:
+    the result equals decode_step (which sorts the whole vocabulary for them)."""
+    from soft_thinking.core.batch import sample_step
+    from soft_thinking.core.noise import CounterSource
+    from soft_thinking.core.plan import StepPlan, new_phase
+    from soft_thinking.core.step import decode_step
+    from soft_thinking.engines.hf.engine import BatchStepper
+
+    v, b = 3000, 6
+    cfgs = [soft_cfg(think_end_token_ids=(5,), after_thinking_top_k=-1, after_thinking_top_p=1.0,
+                     after_thinking_temperature=1.0)] * b
+    plan = StepPlan.build(cfgs)
+    stepper = BatchStepper(plan, v)
+    assert [s.width for s in stepper.specs] == [1024, v]
+    phase, tracker = new_phase(cfgs), new_phase(cfgs)
+    g = torch.Generator().manual_seed(0)
+    seed, pos = torch.arange(b) + 11, torch.arange(b) + 20
+    for t in range(3):
+        logits = torch.randn(b, v, generator=g) * 0.1  # flat: the nucleus spans most of the vocabulary
+        logits[:, 5] += 30 if t == 0 else 0  # every row ends thinking at step 0, then answers
+        got = stepper(logits, phase, seed, pos + t)
+        ref = decode_step(logits, tracker, plan, CounterSource(seed, pos + t))
+        assert torch.equal(got.tokens, ref.tokens) and torch.equal(got.logprobs, ref.logprobs)
+        assert not got.truncated.any()
+    # negative control: the 1024-wide spec alone flags these answer rows (so the fallback really ran)
+    flagged, _ = sample_step(logits, phase.state, stepper.rows, seed, pos, stepper.specs[0])
+    assert flagged.answer.all() and flagged.truncated.all()
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager_and_compiles_once_per_bucket() -> None:
+    """compile_step=True: the same tokens as the eager step (floats within inductor's reordering),
+    rows leaving the batch stay in one bucket (8): one graph."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model, tok = tiny_model_and_tokenizer("qwen2")
+    eager, compiled = SoftThinkingEngine(model, tok), SoftThinkingEngine(model, tok, compile_step=True)
+    cfg = soft_cfg(top_k=-1, top_p=0.9)
+    prompts = [PROMPTS[i % 4] + str(i) for i in range(6)]
+    ref = eager.generate(prompts, cfg, max_new_tokens=24, seed=2)
+    got = compiled.generate(prompts, cfg, max_new_tokens=24, seed=2)
+    assert len({len(s.token_ids) for s in ref}) > 1  # rows left: batch sizes 6 .. 1, all bucket 8
+    for a, b in zip(got, ref):
+        assert a.token_ids == b.token_ids and torch.equal(a.trace.ids, b.trace.ids)
+        torch.testing.assert_close(a.trace.q, b.trace.q, rtol=0, atol=1e-5)
+        torch.testing.assert_close(a.trace.logprobs, b.trace.logprobs, rtol=0, atol=1e-5)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    with pytest.raises(EngineError, match="compile_step=True needs step='batched'"):
+        SoftThinkingEngine(model, tok, step="decode_step", compile_step=True)

@@ -198,11 +198,7 @@ def block_words(seed: Tensor, position: Tensor, n_candidates: int, blocks: Seque
     dev = position.device
     pos = (torch.as_tensor(position, dtype=torch.int64) & MASK32).view(-1, 1, 1)
     seed = torch.as_tensor(seed, dtype=torch.int64, device=dev).view(-1, 1, 1)
-    lo, hi = blocks[0], blocks[-1]
-    if list(blocks) == list(range(lo, hi + 1)):
-        blk = torch.arange(lo, hi + 1, dtype=torch.int64, device=dev)
-    else:
-        blk = torch.tensor(list(blocks), dtype=torch.int64, device=dev)
+    blk = device_index(blocks, dev)
     cand = torch.arange(n_candidates, dtype=torch.int64, device=dev).view(1, -1, 1)
     i = _pair_index(dev, 4)
     first = i == 0
@@ -217,11 +213,24 @@ def stream_columns(streams: Sequence[int], blocks: Sequence[int]) -> list[int]:
     return [4 * list(blocks).index(s // 4) + s % 4 for s in streams]
 
 
+def device_index(values: Sequence[int], device: torch.device) -> Tensor:
+    """int64 ``values`` built on ``device`` from ``arange`` runs: no host-to-device copy (a CUDA stream
+    sync, refused under ``torch.cuda.set_sync_debug_mode("error")``)."""
+    runs: list[list[int]] = []
+    for v in values:
+        if runs and v == runs[-1][1]:
+            runs[-1][1] += 1
+        else:
+            runs.append([v, v + 1])
+    parts = [torch.arange(a, b, dtype=torch.int64, device=device) for a, b in runs]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def select_columns(x: Tensor, cols: Sequence[int]) -> Tensor:
     """``x[..., cols]``: a slice when ``cols`` is a run, else one ``index_select``."""
     if list(cols) == list(range(cols[0], cols[0] + len(cols))):
         return x[..., cols[0]: cols[0] + len(cols)]
-    return x.index_select(-1, torch.tensor(list(cols), dtype=torch.int64, device=x.device))
+    return x.index_select(-1, device_index(cols, x.device))
 
 
 def counter_uniforms(seed: Tensor, position: Tensor, n_candidates: int, streams: Sequence[int]) -> Tensor:
