@@ -213,3 +213,21 @@ def test_bad_grading_environment_is_a_config_error(monkeypatch) -> None:
             rewards._shared_grader()
         monkeypatch.delenv(name)
     assert rewards._grader is None
+
+
+def _picky_reward(data_source, solution_str, ground_truth, extra_info=None):
+    if len(solution_str) > 1000:
+        raise RecursionError("too deep")
+    return float("nan") if solution_str == "nan" else float(solution_str.endswith(str(ground_truth)))
+
+
+def test_custom_reward_failing_on_one_sample_fails_that_sample_alone() -> None:
+    from soft_thinking.core.config import ConfigError
+
+    scorer = RewardScorer(fn=_picky_reward)
+    assert scorer("s", ["x 4", "y" * 5000, "nan", "z 5"], [4, 4, 4, 4]) == [1.0, 0.0, 0.0, 0.0]
+    assert [st for st, _ in scorer.failures] == ["error", "error"]
+    assert "RecursionError" in scorer.failures[0][1] and "not finite" in scorer.failures[1][1]
+    assert scorer.counts == {"custom": 2, "error": 2}
+    with pytest.raises(ConfigError, match="failed on all 2 samples"):  # a broken function is not zeros
+        scorer("s", ["nan", "nan"], [1, 1])

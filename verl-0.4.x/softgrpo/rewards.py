@@ -34,6 +34,7 @@ from __future__ import annotations
 import atexit
 import importlib
 import importlib.util
+import logging
 import math
 import os
 import threading
@@ -47,6 +48,7 @@ from eval.grading import BENCHMARK_GOLD_FORMAT, GOLD_FORMATS, GradeResult
 from soft_thinking.core.config import ConfigError
 
 RewardFn = Callable[..., float]
+log = logging.getLogger(__name__)
 
 # data_source (verl's name, lower case) -> gold format; matched exactly, then by substring in order.
 DATA_SOURCE_GOLD_FORMAT: dict[str, str] = {
@@ -186,11 +188,7 @@ class RewardScorer:
     def __call__(self, data_source: str | Sequence[str], texts: Sequence[str], answers: Sequence[Any],
                  extra_infos: Sequence[dict[str, Any] | None] | None = None) -> list[float]:
         if self.fn is not None:
-            infos = list(extra_infos) if extra_infos is not None else [None] * len(texts)
-            sources = [data_source] * len(texts) if isinstance(data_source, str) else list(data_source)
-            scores = [float(self.fn(src, t, a, i)) for src, t, a, i in zip(sources, texts, answers, infos, strict=True)]
-            self.counts["custom"] += len(scores)
-            return scores
+            return self._custom(data_source, texts, answers, extra_infos)
         if self._grader is None:
             self._grader = Grader(workers=self.workers, timeout_s=self.timeout_s)
         results = grade_completions(self._grader, data_source, texts, answers, extra_infos,
@@ -198,6 +196,33 @@ class RewardScorer:
         self.counts.update(r.status for r in results)
         self.failures = [(r.status, r.detail or "") for r in results if r.status in self.FAILED]
         return [1.0 if r.correct else 0.0 for r in results]
+
+    def _custom(self, data_source: str | Sequence[str], texts: Sequence[str], answers: Sequence[Any],
+                extra_infos: Sequence[dict[str, Any] | None] | None) -> list[float]:
+        """The custom function per sample. A sample on which it raises or returns a non-finite or
+        non-number score gets 0.0 and status ``error`` (counted, in :attr:`failures`); only a batch
+        on which it fails for every sample raises (:class:`ConfigError`: the function is broken)."""
+        infos = list(extra_infos) if extra_infos is not None else [None] * len(texts)
+        sources = [data_source] * len(texts) if isinstance(data_source, str) else list(data_source)
+        scores: list[float] = []
+        self.failures = []
+        for src, t, a, i in zip(sources, texts, answers, infos, strict=True):
+            try:
+                score = float(self.fn(src, t, a, i))  # type: ignore[misc]
+                if not math.isfinite(score):
+                    raise ValueError(f"score {score} is not finite")
+            except Exception as exc:  # this sample alone: counted and reported, never hidden
+                if not self.failures:
+                    log.warning("custom reward function failed on a sample (status 'error')", exc_info=True)
+                self.failures.append(("error", f"custom reward: {type(exc).__name__}: {exc}"[:300]))
+                score = 0.0
+            scores.append(score)
+        if texts and len(self.failures) == len(texts):
+            raise ConfigError(f"custom_reward_function failed on all {len(texts)} samples of the batch; first: "
+                              f"{self.failures[0][1]}")
+        self.counts["custom"] += len(scores) - len(self.failures)
+        self.counts["error"] += len(self.failures)
+        return scores
 
     def close(self) -> None:
         if self._grader is not None:
