@@ -24,11 +24,23 @@ from soft_thinking.core.grpo import KL_PENALTY_KINDS, LOSS_AGG_MODES
 from softgrpo.schema import build
 
 ARMS = ("grpo", "softgrpo")
+LOGGERS = ("console", "jsonl", "tensorboard", "wandb")
+DTYPES = ("float32", "bfloat16", "float16")
+#: The allowed values of the enum-like keys, added to a type error of those keys.
+ENUM_HINTS = {
+    "trainer.arm": f"one of {ARMS}",
+    "trainer.device": "'cpu', 'cuda' or 'cuda:N'",
+    "trainer.resume_mode": "'auto' or 'disable'",
+    "trainer.logger": f"names from {LOGGERS}",
+    "actor_rollout_ref.model.dtype": f"one of {DTYPES}",
+    "actor_rollout_ref.actor.loss_agg_mode": f"one of {LOSS_AGG_MODES}",
+    "actor_rollout_ref.actor.kl_loss_type": f"one of {KL_PENALTY_KINDS}",
+    "actor_rollout_ref.actor.optim.lr_scheduler": "'constant' or 'cosine'",
+    "algorithm.adv_estimator": "'grpo'",
+}
 MAX_TIMEOUT_S = 86400.0  # a day: larger values overflow the grader's pipe poll
 MAX_WORKERS = 256
 MAX_THREADS = 1024
-LOGGERS = ("console", "jsonl", "tensorboard", "wandb")
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -399,4 +411,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def from_container(container: Any) -> TrainConfig:
-    return build(TrainConfig, container, "").validate()
+    return build(TrainConfig, container, "", ENUM_HINTS).validate()

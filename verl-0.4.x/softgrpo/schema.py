@@ -118,8 +118,10 @@ def check_value(key: str, value: Any, tp: Any) -> Any:
     raise TypeError(f"schema: unsupported annotation {tp!r} of {key}")  # a bug in a config class
 
 
-def build(cls: type, node: Any, prefix: str = "") -> Any:
-    """Instantiate dataclass ``cls`` from a plain mapping, checking keys and types (module doc)."""
+def build(cls: type, node: Any, prefix: str = "", hints: dict[str, str] | None = None) -> Any:
+    """Instantiate dataclass ``cls`` from a plain mapping, checking keys and types (module doc).
+
+    ``hints``: ``{dotted key: allowed values}`` added to a type error of that key (enums)."""
     if node is None:
         return cls()
     where = prefix.rstrip(".") or "the root"
@@ -130,13 +132,19 @@ def build(cls: type, node: Any, prefix: str = "") -> Any:
     if unknown:
         raise ConfigError(f"unknown config key(s) {[prefix + str(k) for k in unknown]}; allowed under "
                           f"{where}: {sorted(known)}")
-    hints = _hints(cls)
+    types_ = _hints(cls)
     kwargs = {}
     for name, value in node.items():
         f = known[name]
         default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
         if is_dataclass(default):
-            kwargs[name] = build(type(default), value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = check_value(prefix + name, value, hints[name])
+            kwargs[name] = build(type(default), value, f"{prefix}{name}.", hints)
+            continue
+        try:
+            kwargs[name] = check_value(prefix + name, value, types_[name])
+        except ConfigError as err:
+            extra = (hints or {}).get(prefix + name)
+            if extra is None:
+                raise
+            raise ConfigError(f"{err}: {extra}") from None
     return cls(**kwargs)
