@@ -2,7 +2,9 @@
 retraction. Every request's tokens and trace must equal its run alone (with the same retraction)."""
 
 import random
+from types import SimpleNamespace
 
+import pytest
 import torch
 
 from soft_thinking.core.batch import BatchSpec
@@ -51,8 +53,10 @@ class Scheduler:
         self.table = SlotTable(BatchSpec(k_max=K, width=8, params=SoftThinkingConfig().noise_params()), rows=17, think_end_width=2)
         self.free = list(range(1, 17))  # slot 0 is SGLang's padding slot
         self.rs = random.Random(reorder_seed)
+        self.owners: dict[int, list] = {}  # slot -> the requests admitted into it, in order
 
     def run(self, reqs: dict, arrive: dict, max_new: dict, retract_at: dict) -> dict:
+        self.reqs = reqs
         out = {r: [] for r in reqs}
         rows = {r: [] for r in reqs}
         slot: dict = {}
@@ -64,6 +68,8 @@ class Scheduler:
                 batch, waiting = waiting, []
                 for r in batch:
                     slot[r] = self.free.pop(0)
+                    assert slot[r] not in {slot[o] for o in running}  # never two live requests in one slot
+                    self.owners.setdefault(slot[r], []).append(r)
                 prompt_last = torch.tensor([(out[r] or [r % 40])[-1] for r in batch])
                 logits = self.model.logits(self.model.embed(prompt_last))
                 self.table.admit([slot[r] for r in batch], [reqs[r] for r in batch], [out[r] for r in batch])
@@ -89,7 +95,8 @@ class Scheduler:
         step = self.table.step(logits, slots, seq_lens)
         stock = logits.argmax(-1)
         tokens = torch.where(self.table.soft_req[slots], step.tokens, stock)
-        packed = RowBytes(pack_rows(step, retracted))
+        widths = [self.reqs[r].config.max_topk if self.reqs[r] is not None else K for r in batch]  # each request's K
+        packed = RowBytes(pack_rows(step, retracted), widths=widths)
         for i, r in enumerate(batch):
             out[r].append(int(tokens[i]))
             rows[r].append(packed[i])
@@ -116,8 +123,10 @@ def test_each_request_equals_its_solo_run() -> None:
     arrive = {r: rs.randrange(0, 12) for r in reqs}
     max_new = {r: rs.randrange(4, 16) for r in reqs}
     retract = {r: 3 for r in (1, 6, 9)}
-    together = Scheduler(model, reorder_seed=1).run(reqs, arrive, max_new, dict(retract))
-    assert len({s for s in range(1, 17)}) == 16
+    sched = Scheduler(model, reorder_seed=1)
+    together = sched.run(reqs, arrive, max_new, dict(retract))
+    # slots were reused (a finished or retracted request's slot went to a later one)
+    assert any(len(owners) > 1 for owners in sched.owners.values()), sched.owners
     n_soft = 0
     for r in reqs:
         alone = Scheduler(model).run({r: reqs[r]}, {r: 0}, {r: max_new[r]}, {r: retract.get(r)})
@@ -126,6 +135,7 @@ def test_each_request_equals_its_solo_run() -> None:
         assert len(tokens) == max_new[r]
         if reqs[r] is not None:
             n_soft += 1
+            assert {len(row) for row in rows} == {8 * reqs[r].config.max_topk + 7}  # rows at the request's K
             trace = trace_from_rows(rows, tokens, reqs[r])
             assert len(trace) == len(tokens) and torch.equal(trace.tokens, torch.tensor(tokens))
             flags = flags_of(rows)
@@ -171,3 +181,28 @@ def test_sample_side_step_and_packing_are_sync_free() -> None:
     got = assert_sync_free(lambda lg, s, q: pack_rows(sched.table.step(lg, s, q)), logits, slots, torch.full((5,), 9))
     assert torch.equal(got, ref)
     assert torch.equal(sched.table.ids, ref_table.ids) and torch.equal(sched.table.mix_on, ref_table.mix_on)
+
+
+def test_server_noise_kinds_limit_the_step_and_refuse_other_kinds() -> None:
+    from soft_thinking.engines.sglang import hooks
+    from soft_thinking.engines.sglang.settings import SettingsError, server_kinds
+
+    assert server_kinds({}) == ("none", "gumbel", "dirichlet", "gaussian")
+    assert server_kinds({"SOFTGRPO_SGLANG_NOISE_KINDS": " gumbel,none,gumbel "}) == ("gumbel", "none")
+    for bad in ("gumbel,levy", ","):
+        with pytest.raises(SettingsError, match="SOFTGRPO_SGLANG_NOISE_KINDS=.*allowed a comma-separated subset"):
+            server_kinds({"SOFTGRPO_SGLANG_NOISE_KINDS": bad})
+    st = hooks.PluginState.from_env({"SOFTGRPO_SGLANG": "on", "SOFTGRPO_SGLANG_NOISE_KINDS": "gumbel"})
+    assert st.spec().kinds == ("gumbel",)
+    flags = {"enable_soft_thinking": True, "max_topk": 3, "think_end_ids": [46], "seed": 1, "after_thinking_top_k": 5}
+    sp = SimpleNamespace(temperature=1.0, top_p=1.0, top_k=1 << 30, min_p=0.0)
+    assert st.parse({**flags, "noise": "gumbel"}, sp, V).config.noise == "gumbel"
+    with pytest.raises(SettingsError, match=r"noise='dirichlet'.*allowed \('gumbel',\)"):
+        st.parse({**flags, "noise": "dirichlet"}, sp, V)
+    with pytest.raises(SettingsError, match=r"noise='none'"):  # greedy: the noise-free mixture
+        st.parse({**flags, "noise": "gumbel", "temperature": 0}, sp, V)
+    # the table refuses a kind its step does not draw (never a silent noise-free step)
+    table = SlotTable(st.spec(), rows=4, think_end_width=2)
+    with pytest.raises(ValueError, match="noise='dirichlet' is not among the table's kinds"):
+        table.admit([1], [request(1)])
+    table.admit([1], [request(0)])  # gumbel: fine

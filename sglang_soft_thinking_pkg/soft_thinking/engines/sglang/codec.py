@@ -1,6 +1,7 @@
 """The trace channel: one packed byte row per request and step, and its decoding into a :class:`SoftTrace`.
 
-Row layout (little-endian, ``K`` = the server's table width, ``8K + 7`` bytes)::
+Row layout (little-endian, ``8K + 7`` bytes; ``K`` is the request's own ``max_topk`` once
+:class:`RowBytes` trims the table-wide device rows, else the server's table width)::
 
     ids      int32[K]     candidates sorted by weight; discrete steps [token, 0, ...]
     q        float32[K]   the stored noise value (spec §2); discrete steps 0
@@ -61,21 +62,34 @@ def pack_rows(step: BatchStep, retracted: Tensor | None = None) -> Tensor:
 
 
 class RowBytes:
-    """``customized_info`` value: ``rows[i]`` is the ``bytes`` of row ``i`` of a host copy of the packed rows."""
+    """``customized_info`` value: ``rows[i]`` is the ``bytes`` of row ``i`` of a host copy of the packed rows.
 
-    def __init__(self, packed: Tensor) -> None:
+    ``widths`` (host ints, one per row, each ``<= K``): row ``i`` is cut to its request's own K
+    (``ids[:k]``, ``q[:k]``, the 7 tail bytes: ``8k + 7`` bytes instead of the table's ``8K + 7``); the
+    columns past a request's K are padding (id 0, q 0), so nothing is lost.
+    """
+
+    def __init__(self, packed: Tensor, widths: Sequence[int] | None = None) -> None:
+        k = (int(packed.shape[1]) - 7) // 8
+        if widths is not None and (len(widths) != packed.shape[0] or any(not 1 <= w <= k for w in widths)):
+            raise ValueError(f"RowBytes widths must be one int in [1, {k}] per row ({packed.shape[0]} rows), "
+                             f"got {list(widths)}")
         if packed.device.type == "cuda":
             host = torch.empty(packed.shape, dtype=torch.uint8, pin_memory=True)
             host.copy_(packed, non_blocking=True)  # ordered before SGLang's copy-done event on this stream
         else:
             host = packed
-        self.host = host
+        self.host, self.k, self.widths = host, k, None if widths is None else list(widths)
 
     def __len__(self) -> int:
         return int(self.host.shape[0])
 
     def __getitem__(self, i: int) -> bytes:
-        return self.host[i].numpy().tobytes()
+        row = self.host[i].numpy()
+        if self.widths is None or self.widths[i] == self.k:
+            return row.tobytes()
+        k, w = self.k, self.widths[i]
+        return row[: 4 * w].tobytes() + row[4 * k: 4 * k + 4 * w].tobytes() + row[8 * k:].tobytes()
 
 
 def decode_rows(rows: Sequence[bytes]) -> np.ndarray:

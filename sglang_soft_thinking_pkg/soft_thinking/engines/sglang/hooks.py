@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from soft_thinking.core.batch import BatchSpec
+from soft_thinking.core.noise import NOISE_KINDS
 from soft_thinking.engines.sglang.codec import TRACE_KEY, RowBytes, pack_rows
 from soft_thinking.engines.sglang.mixture import wrap_forward
 from soft_thinking.engines.sglang.refusals import server_refusals
@@ -39,6 +40,7 @@ from soft_thinking.engines.sglang.settings import (
     default_flags,
     parse_soft_request,
     plugin_mode,
+    server_kinds,
     server_widths,
     unsupported,
 )
@@ -69,11 +71,12 @@ class PluginState:
     width: int
     refusals: list[str] = field(default_factory=list)
     requests: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary)
+    kinds: tuple[str, ...] = NOISE_KINDS  # the noise kinds the step draws (SOFTGRPO_SGLANG_NOISE_KINDS)
 
     @classmethod
     def from_env(cls, environ: Any = os.environ) -> PluginState:
         k_max, width = server_widths(environ)
-        return cls(plugin_mode(environ), default_flags(environ), k_max, width)
+        return cls(plugin_mode(environ), default_flags(environ), k_max, width, kinds=server_kinds(environ))
 
     def parse(self, custom_params: Any, sp: Any, vocab_size: int | None) -> SoftRequest | None:
         req = parse_soft_request(custom_params, SamplingView.of(sp), defaults=self.defaults, k_max=self.k_max,
@@ -84,6 +87,9 @@ class PluginState:
                 if getattr(req.config, name) != getattr(server, name):
                     raise SettingsError(f"{name}={getattr(req.config, name)!r} differs from this server's "
                                         f"{getattr(server, name)!r} (set it in SOFTGRPO_SGLANG_CONFIG)")
+            if req.config.effective_noise not in self.kinds:
+                raise SettingsError(f"noise={req.config.effective_noise!r} (this request's effective kind) is not drawn "
+                                    f"by this server: allowed {self.kinds} (SOFTGRPO_SGLANG_NOISE_KINDS)")
         return req
 
     def server_config(self):
@@ -96,7 +102,7 @@ class PluginState:
         cfg = self.server_config()
         params = cfg.noise_params()
         opts = cfg.logprob_options()
-        return BatchSpec(k_max=self.k_max, width=self.width, params=params, opts=opts)
+        return BatchSpec(k_max=self.k_max, width=self.width, kinds=self.kinds, params=params, opts=opts)
 
 
 STATE: PluginState | None = None
@@ -201,7 +207,8 @@ def around_sample(original: Any, runner: Any, logits_output: Any, forward_batch:
         lp = getattr(logits_output, "next_token_logprobs", None)
         if forward_batch.return_logprob and lp is not None:
             logits_output.next_token_logprobs = torch.where(soft_row, step.logprobs.to(lp.dtype), lp)
-        logits_output.customized_info = {TRACE_KEY: RowBytes(pack_rows(step, retracted))}  # a new dict each step
+        widths = [s.config.max_topk if s is not None else table.spec.k_max for s in soft]  # rows at each request's K
+        logits_output.customized_info = {TRACE_KEY: RowBytes(pack_rows(step, retracted), widths)}  # a new dict each step
     return out
 
 

@@ -37,6 +37,7 @@ MODE_ENV = "SOFTGRPO_SGLANG"
 CONFIG_ENV = "SOFTGRPO_SGLANG_CONFIG"
 MAX_TOPK_ENV = "SOFTGRPO_SGLANG_MAX_TOPK"
 WIDTH_ENV = "SOFTGRPO_SGLANG_WIDTH"
+KINDS_ENV = "SOFTGRPO_SGLANG_NOISE_KINDS"
 MODES = ("off", "on", "require")
 ON_RETRACT = ("mark", "abort")
 ALIASES = {"think_end_ids": "think_end_token_ids"}
@@ -72,6 +73,22 @@ def server_widths(environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
     if out[1] < out[0]:
         raise SettingsError(f"{WIDTH_ENV}={out[1]} is invalid: allowed >= {MAX_TOPK_ENV} ({out[0]})")
     return out[0], out[1]
+
+
+def server_kinds(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """The noise kinds the server's step draws: ``SOFTGRPO_SGLANG_NOISE_KINDS`` (comma-separated, default all).
+
+    The step computes only these kinds (fewer kernels); a soft request of another kind is refused.
+    """
+    from soft_thinking.core.config import NOISE_KINDS
+
+    raw = environ.get(KINDS_ENV, "").strip()
+    if not raw:
+        return tuple(NOISE_KINDS)
+    kinds = tuple(dict.fromkeys(k.strip() for k in raw.split(",") if k.strip()))
+    if not kinds or any(k not in NOISE_KINDS for k in kinds):
+        raise SettingsError(f"{KINDS_ENV}={raw!r} is invalid: allowed a comma-separated subset of {tuple(NOISE_KINDS)}")
+    return kinds
 
 
 def default_flags(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:

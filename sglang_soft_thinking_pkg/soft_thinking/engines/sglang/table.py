@@ -93,6 +93,8 @@ class SlotTable:
                 raise ValueError(f"think_end_ids has {len(r.config.think_end_token_ids)} pieces; the table holds {m}")
             if r.config.max_topk > k:
                 raise ValueError(f"max_topk={r.config.max_topk} exceeds the table width {k}")
+            if r.config.effective_noise not in self.spec.kinds:  # its draw would not be computed
+                raise ValueError(f"noise={r.config.effective_noise!r} is not among the table's kinds {self.spec.kinds}")
         ends, thinking, windows = [], [], []
         for r, out in zip(requests, output_ids):
             if r is None:
