@@ -111,7 +111,7 @@ def locate_models(local_dir: Path | str) -> tuple[list[Path], list[tuple[Path, s
     """``(usable, skipped)``: folders under ``local_dir`` (itself included) with a ``config.json``,
     split by :func:`soft_thinking.engines.hf.models.check_model_folder` (the config loads, the
     weights exist and their headers are intact); ``skipped`` pairs a folder with the reason."""
-    from soft_thinking.engines.hf.models import ModelLoadError, check_model_folder
+    from soft_thinking.engines.hf.model_checks import ModelLoadError, check_model_folder
 
     root = Path(local_dir)
     if not root.is_dir():

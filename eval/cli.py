@@ -184,7 +184,7 @@ def cmd_run(args: argparse.Namespace, backend_factory: BackendFactory | None = N
 
     torch.set_num_threads(opts.threads)
     with claim_run_dir(spec.run_dir):
-        RunDir(spec.run_dir).check(spec.fingerprint)  # again, now that no other run can write
+        RunDir(spec.run_dir).check(spec.fingerprint, samples=False)  # again under the lock (run_eval reads samples)
         backend = (backend_factory or _default_backend)(args, settings)
         summary = run_eval(spec, problems, backend)
     print((spec.run_dir / "summary.md").read_text(encoding="utf-8"))

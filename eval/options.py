@@ -125,6 +125,6 @@ def check_run_inputs(opts: RunOptions) -> None:
 
         raise BackendUnavailable(f"--backend {opts.backend} needs the {package} package (`bash setup.sh --gpu`); "
                                  "use --backend hf (the reference engine) on a machine without it")
-    from soft_thinking.engines.hf.models import check_model_source
+    from soft_thinking.engines.hf.model_checks import check_model_source
 
     check_model_source(opts.model, trust_remote_code=opts.trust_remote_code)

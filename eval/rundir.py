@@ -140,8 +140,9 @@ class RunDir:
         self.config_path = self.path / "config.json"
         self.samples_path = self.path / "samples.jsonl"
 
-    def check(self, fingerprint: dict[str, Any]) -> None:
-        """Read-only: an existing run's ``config.json`` matches ``fingerprint`` and its samples parse."""
+    def check(self, fingerprint: dict[str, Any], samples: bool = True) -> None:
+        """Read-only: an existing run's ``config.json`` matches ``fingerprint`` and (``samples``) every
+        line of its ``samples.jsonl`` parses."""
         if not self.path.exists():
             return
         if not self.path.is_dir():
@@ -151,7 +152,8 @@ class RunDir:
         elif self.samples_path.exists():
             raise RunDirDamaged(f"{self.samples_path} exists but {self.config_path} does not: the settings of these "
                                 "samples are unknown; restore config.json or use a new --run-name")
-        self.load_samples(set_aside_torn=False)
+        if samples:
+            self.load_samples(set_aside_torn=False)
 
     def _check_fingerprint(self, fingerprint: dict[str, Any]) -> None:
         old = read_json_object(self.config_path, "the run's settings")

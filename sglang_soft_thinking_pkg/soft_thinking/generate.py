@@ -113,7 +113,7 @@ def check_args(args: argparse.Namespace) -> None:
     placeholder = argparse.Namespace(**{**vars(args), "think_end": None})
     build_config(placeholder, None).validate()  # vocabulary-dependent checks run again after loading
     if args.model not in TINY_MODELS:
-        from soft_thinking.engines.hf.models import check_model_source
+        from soft_thinking.engines.hf.model_checks import check_model_source
 
         check_model_source(args.model, trust_remote_code=args.trust_remote_code)
 

@@ -136,13 +136,13 @@ def test_no_think_end_scores_zero_by_default_and_is_configurable() -> None:
 
 
 def test_trainer_default_reward_requires_the_think_end(make, tmp_path: Path) -> None:
-    tr = make(tmp_path, "custom_reward_function.path=null", "trainer.total_training_steps=1")
+    tr = make(tmp_path / "a", "custom_reward_function.path=null", "trainer.total_training_steps=1")
     assert tr.scorer.fn is None and tr.scorer.require_think_end is True
     tr.scorer.close()
-    tr = make(tmp_path, "custom_reward_function.path=null", "custom_reward_function.require_think_end=false")
+    tr = make(tmp_path / "b", "custom_reward_function.path=null", "custom_reward_function.require_think_end=false")
     assert tr.scorer.require_think_end is False
     tr.scorer.close()
-    tr = make(tmp_path, "custom_reward_function.path=null", "soft_thinking.soft_until_eos=true")
+    tr = make(tmp_path / "c", "custom_reward_function.path=null", "soft_thinking.soft_until_eos=true")
     assert tr.scorer.require_think_end is False  # no think-end to require
     tr.scorer.close()
     assert load_config(None, ["data.train_files=builtin:arithmetic"]).custom_reward_function.require_think_end is True

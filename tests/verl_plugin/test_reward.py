@@ -21,7 +21,7 @@ from verl.trainer.ppo.reward import get_custom_reward_fn
 cfg = OmegaConf.create({"reward": {"custom_reward_function": {
     "path": "pkg://softgrpo.rewards", "name": "compute_score", "reward_kwargs": {}}}})
 fn = get_custom_reward_fn(cfg)
-slow = "+".join(f"(x^{{{i}}}-{i})^{{{i % 7 + 2}}}" for i in range(200))  # sympy needs ~20 s for this
+slow = "+".join(f"(x^{{{i}}}-{i})^{{{i % 7 + 2}}}" for i in range(110))  # 1,759 chars (< the 2,000-char box limit); sympy needs >10 s
 answers = ["<think>3 and 4</think> The sum is \\boxed{7}.", "<think>hm</think> \\boxed{8}",
            "no think end \\boxed{7}", "<think>x</think> \\boxed{\\frac{14}{2}}",
            "<think>y</think> \\boxed{" + slow + "}"]
