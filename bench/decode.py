@@ -4,6 +4,8 @@ Run from the repository root::
 
     python -m bench.decode                      # writes bench/results/decode.json, prints a table
     python -m bench.decode --models tiny-qwen2 --batches 1,8 --repeats 3 --threads 1
+    python -m bench.decode --step decode_step            # the original per-group step, for comparison
+    python -m bench.decode --compile-step                # the step through torch.compile (one graph)
 
 For every model and batch size ``B`` it times, in the same process and interleaved repeat by
 repeat (warm-up first, then the median of ``--repeats`` runs):
@@ -82,9 +84,10 @@ def prompts_for(tokenizer: Any, batch: int) -> list[str]:
     return [apply_chat_template(tokenizer, QUESTIONS[i % len(QUESTIONS)]) for i in range(batch)]
 
 
-def make_runners(model: Any, tok: Any, batch: int, new_tokens: int) -> dict[str, Callable[[int], int]]:
+def make_runners(model: Any, tok: Any, batch: int, new_tokens: int, step: str = "batched",
+                 compile_step: bool = False) -> dict[str, Callable[[int], int]]:
     """``{"soft", "discrete", "hf"}`` -> ``run(n_tokens) -> generated token count``."""
-    engine = SoftThinkingEngine(model, tok)
+    engine = SoftThinkingEngine(model, tok, step=step, compile_step=compile_step)
     engine.eos_ids = {engine.vocab_size}  # an id no step can emit: every row runs the full budget
     prompts = prompts_for(tok, batch)
     soft = SoftThinkingConfig(
@@ -113,15 +116,16 @@ def make_runners(model: Any, tok: Any, batch: int, new_tokens: int) -> dict[str,
     return {"soft": ours(soft), "discrete": ours(discrete), "hf": hf}
 
 
-def bench_model(name: str, batches: Sequence[int], new_tokens: int, repeats: int, warmup_tokens: int) -> dict:
+def bench_model(name: str, batches: Sequence[int], new_tokens: int, repeats: int, warmup_tokens: int,
+                step: str = "batched", compile_step: bool = False) -> dict:
     """Timings of one model at every batch size."""
     model, tok = load(name)
     model.eval()
     n_params = sum(p.numel() for p in model.parameters())
     rows: dict[str, Any] = {}
     for b in batches:
-        runners = make_runners(model, tok, b, new_tokens)
-        for run in runners.values():  # warm-up (allocator, kernels, caches)
+        runners = make_runners(model, tok, b, new_tokens, step, compile_step)
+        for run in runners.values():  # warm-up (allocator, kernels, caches; the compilation with --compile-step)
             run(warmup_tokens)
         times: dict[str, list[float]] = {k: [] for k in runners}
         for _ in range(repeats):  # interleaved, so drift in machine load hits all three alike
@@ -177,10 +181,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup-tokens", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--step", default="batched", choices=("batched", "decode_step"),
+                   help="the engine's step: core.batch.sample_step (default) or the original decode_step path")
+    p.add_argument("--compile-step", action="store_true", help="torch.compile the engine's step (batched only)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--note", default="", help="recorded in the JSON (e.g. 'loaded shared machine')")
     args = p.parse_args(argv)
     if args.repeats < 3:
         p.error("--repeats must be >= 3 (the table reports medians)")
+    if args.compile_step and args.step != "batched":
+        p.error("--compile-step needs --step batched")
     torch.set_num_threads(args.threads)
     batches = [int(x) for x in args.batches.split(",")]
     meta = {
@@ -198,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "warmup_tokens": args.warmup_tokens,
         "loadavg_start": list(os.getloadavg()),
         "settings": {"soft": "gumbel K=5 tau_g=0.1 soft until EOS", "filters": FILTERS},
+        "engine_step": args.step + (" (torch.compile)" if args.compile_step else " (eager)"),
+        "machine_note": args.note,
         "eos_note": "our engine: eos_ids set to {vocab_size} on the bench's own engine instance; "
         "model.generate: min_new_tokens=max_new_tokens; every row generates exactly new_tokens tokens",
     }
@@ -210,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {name}: {reason}")
             results[name] = {"model": name, "note": reason}
             continue
-        results[name] = bench_model(name, batches, args.new_tokens, args.repeats, args.warmup_tokens)
+        results[name] = bench_model(name, batches, args.new_tokens, args.repeats, args.warmup_tokens, args.step,
+                                    args.compile_step)
     meta["loadavg_end"] = list(os.getloadavg())
     report = {"meta": meta, "targets": TARGETS, "results": results, "target_check": check_targets(results)}
     out = Path(args.out)

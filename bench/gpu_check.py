@@ -37,86 +37,18 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench import gpu_check_steps  # registers the step checks
+from bench.gpu_check_lib import CHECKS, CheckFailed, Ctx, Skipped, check, require
+
+__all__ = ["CHECKS", "ORDER", "CheckFailed", "Skipped", "main", "run_checks"]
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results" / "gpu_check.json"
-VOCAB = 151_936  # Qwen2/Qwen3 vocabulary
-
-
-class CheckFailed(AssertionError):
-    """A check ran and its numbers miss a bound: ``numbers`` are still recorded."""
-
-    def __init__(self, message: str, numbers: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.numbers = numbers
-
-
-class Skipped(Exception):
-    """The check does not apply on this device."""
-
-
-@dataclass
-class Ctx:
-    device: torch.device
-    quick: bool  # small sizes (the CPU plumbing run)
-
-    @property
-    def cuda(self) -> bool:
-        return self.device.type == "cuda"
-
-    @property
-    def backend(self) -> str:
-        return "eager" if self.quick and not self.cuda else "inductor"  # CPU plumbing: trace, no C++ build
-
-    def sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-
-
-CHECKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {}
-
-
-def check(fn: Callable[[Ctx], dict[str, Any]]) -> Callable[[Ctx], dict[str, Any]]:
-    CHECKS[fn.__name__] = fn
-    return fn
-
-
-def require(ok: bool, message: str, numbers: dict[str, Any]) -> None:
-    if not ok:
-        raise CheckFailed(message, numbers)
-
-
-def timed(ctx: Ctx, fn: Callable[[], Any], repeats: int) -> float:
-    """Median milliseconds of ``fn`` (device-synchronised)."""
-    out = []
-    for _ in range(repeats):
-        ctx.sync()
-        t0 = time.perf_counter()
-        fn()
-        ctx.sync()
-        out.append(1000 * (time.perf_counter() - t0))
-    return sorted(out)[len(out) // 2]
-
-
-class sync_errors:
-    """``torch.cuda.set_sync_debug_mode("error")`` inside (a no-op on a CPU)."""
-
-    def __init__(self, ctx: Ctx) -> None:
-        self.ctx = ctx
-
-    def __enter__(self) -> None:
-        if self.ctx.cuda:
-            self.prev = torch.cuda.get_sync_debug_mode()
-            torch.cuda.set_sync_debug_mode("error")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.ctx.cuda:
-            torch.cuda.set_sync_debug_mode(self.prev)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -135,160 +67,13 @@ def rng_bits(ctx: Ctx) -> dict[str, Any]:
     pos = torch.arange(n) * 997 + 3
     cpu = counter_uniforms(seeds, pos, 64, range(36))
     dev = counter_uniforms(seeds.to(ctx.device), pos.to(ctx.device), 64, range(36)).cpu()
-    spec = _spec(k=32, kinds=NOISE_KINDS)
+    spec = gpu_check_steps.step_spec(k=32, kinds=NOISE_KINDS)
     a = counter_step_uniforms(seeds, pos, spec)
     b = counter_step_uniforms(seeds.to(ctx.device), pos.to(ctx.device), spec)
     layout_bad = sum(int((a.noise[k] != b.noise[k].cpu()).sum()) for k in a.noise) + int((a.sample != b.sample.cpu()).sum())
     numbers = {"values": cpu.numel(), "mismatches": int((cpu != dev).sum()), "step_layout_mismatches": layout_bad,
                "known_answer": kat_ok}
     require(kat_ok and numbers["mismatches"] == 0 and layout_bad == 0, "device bits differ from the CPU", numbers)
-    return numbers
-
-
-def _spec(k: int, kinds: Sequence[str] = ("none", "gumbel"), width: int | None = None):
-    from soft_thinking.core.batch import BatchSpec
-    from soft_thinking.core.config import SoftThinkingConfig
-
-    cfg = SoftThinkingConfig()
-    return BatchSpec(k_max=k, width=width or k, kinds=tuple(kinds), params=cfg.noise_params(),
-                     opts=cfg.logprob_options())
-
-
-def _requests(n: int, vocab: int, seed: int = 0) -> list:
-    """Soft requests with varied settings (K, filters, gumbel / greedy-none, Cold Stop)."""
-    from soft_thinking.core.config import SoftThinkingConfig
-    from soft_thinking.engines.sglang.settings import SoftRequest
-    from soft_thinking.text import derive_seed
-
-    out = []
-    for i in range(n):
-        cfg = SoftThinkingConfig(
-            max_topk=(4, 8, 16, 32)[i % 4], temperature=(1.0, 0.7, 0.0, 1.0)[i % 4], top_k=(-1, 20, 32, -1)[i % 4],
-            top_p=(0.95, 1.0, 0.9, 0.8)[i % 4], after_thinking_top_k=(20, 32, 5, 1)[i % 4],
-            think_end_token_ids=(vocab - 2,), early_stopping_entropy_threshold=0.5 if i % 3 == 0 else 0.0,
-            early_stopping_length_threshold=4)
-        out.append(SoftRequest(cfg.validate(vocab_size=vocab), derive_seed("gpu-check", seed, i)))
-    return out
-
-
-def _step_inputs(ctx: Ctx, b: int, vocab: int, k: int):
-    from soft_thinking.engines.sglang.table import SlotTable
-
-    table = SlotTable(_spec(k), rows=b + 1, device=ctx.device)
-    table.admit(list(range(1, b + 1)), _requests(b, vocab))
-    slots = torch.arange(1, b + 1, device=ctx.device)
-    return table.phase.select(slots), table.settings.select(slots), table.seed[slots], table
-
-
-def _compare(got, ref, numbers: dict[str, Any], tol: float = 1e-5) -> bool:
-    ok = True
-    for name in ("tokens", "ids", "soft", "n_kept", "answer", "truncated", "forced"):
-        same = torch.equal(getattr(got, name), getattr(ref, name))
-        ok &= same
-        if not same:
-            numbers.setdefault("unequal", []).append(name)
-    for name in ("q", "weights", "logprobs", "entropy"):
-        d = float((getattr(got, name).double() - getattr(ref, name).double()).abs().max())
-        numbers[f"max_abs_diff_{name}"] = max(d, numbers.get(f"max_abs_diff_{name}", 0.0))
-        ok &= d <= tol
-    return ok
-
-
-def _compiled_step(ctx: Ctx, mode: str | None) -> dict[str, Any]:
-    import torch._dynamo
-
-    from soft_thinking.core.batch import sample_step
-
-    b, vocab, k = (16, 4096, 32) if ctx.quick else (64, VOCAB, 32)
-    phase, rows, seed, table = _step_inputs(ctx, b, vocab, k)
-    spec = table.spec
-    torch._dynamo.reset()
-    fn = torch.compile(sample_step, fullgraph=True, dynamic=False, mode=mode, backend=ctx.backend)
-    g = torch.Generator(device=ctx.device).manual_seed(0)
-    logits = [torch.randn(b, vocab, generator=g, device=ctx.device) * 4 for _ in range(4)]
-    pos = torch.arange(b, device=ctx.device) + 100
-    t0 = time.perf_counter()
-    fn(logits[0], phase, rows, seed, pos, spec)
-    ctx.sync()
-    numbers: dict[str, Any] = {"batch": b, "vocab": vocab, "k": k, "mode": mode or "default",
-                               "compile_s": time.perf_counter() - t0}
-    ok, state_e, state_c = True, phase, phase
-    with torch._dynamo.config.patch(error_on_recompile=True):
-        for t, z in enumerate(logits):
-            ref, state_e = sample_step(z, state_e, rows, seed, pos + t, spec)
-            with sync_errors(ctx):
-                got, state_c = fn(z, state_c, rows, seed, pos + t, spec)
-                got = type(got)(**{f.name: getattr(got, f.name).clone() for f in fields(got)})  # cudagraph outputs
-            ok &= _compare(got, ref, numbers)
-            ok &= bool(torch.equal(state_e.thinking, state_c.thinking))
-        numbers["eager_ms"] = timed(ctx, lambda: sample_step(logits[0], phase, rows, seed, pos, spec), 10)
-        numbers["compiled_ms"] = timed(ctx, lambda: fn(logits[0], phase, rows, seed, pos, spec), 10)
-    numbers["graphs"] = int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
-    require(ok and numbers["graphs"] == 1, "compiled step differs from eager or recompiled", numbers)
-    return numbers
-
-
-@check
-def compiled_step(ctx: Ctx) -> dict[str, Any]:
-    return _compiled_step(ctx, None)
-
-
-@check
-def cudagraph_step(ctx: Ctx) -> dict[str, Any]:
-    if not ctx.cuda:
-        raise Skipped("CUDA graphs need a CUDA device")
-    return _compiled_step(ctx, "reduce-overhead")
-
-
-def plain_sampler(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """A stock sampler step: softmax(z / T), top-p over the sorted probabilities, multinomial."""
-    probs = torch.softmax(logits / temperature.unsqueeze(-1), dim=-1)
-    sorted_p, idx = probs.sort(dim=-1, descending=True)
-    cum = sorted_p.cumsum(-1)
-    sorted_p = sorted_p.masked_fill(cum - sorted_p > top_p.unsqueeze(-1), 0.0)
-    pick = torch.multinomial(sorted_p / sorted_p.sum(-1, keepdim=True), 1)
-    return idx.gather(-1, pick).squeeze(-1)
-
-
-@check
-def sglang_table_step(ctx: Ctx) -> dict[str, Any]:
-    import torch._dynamo
-
-    from soft_thinking.engines.sglang.codec import pack_rows
-
-    b, vocab, k = (16, 4096, 32) if ctx.quick else (64, VOCAB, 32)
-    _, _, _, table = _step_inputs(ctx, b, vocab, k)
-    slots = torch.arange(1, b + 1, device=ctx.device).flip(0)  # SGLang's row order is not the slot order
-    logits = torch.randn(b, vocab, device=ctx.device) * 4
-    seq_lens = torch.arange(b, device=ctx.device) + 50
-
-    def hook(z: torch.Tensor, s: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-        step = table.step(z, s, lens)
-        return torch.cat([step.tokens.view(-1, 1), pack_rows(step).to(torch.int64)], dim=1)
-
-    torch._dynamo.reset()
-    compiled = torch.compile(hook, fullgraph=True, dynamic=False, backend=ctx.backend)
-    saved = [t.clone() for t in (table.ids, table.w, table.mix_on, table.phase.window)]
-    t0 = time.perf_counter()
-    first = compiled(logits, slots, seq_lens)
-    compile_s = time.perf_counter() - t0
-    for dst, src in zip((table.ids, table.w, table.mix_on, table.phase.window), saved):
-        dst.copy_(src)
-    with sync_errors(ctx):
-        eager = hook(logits, slots, seq_lens)
-    temperature, top_p = torch.ones(b, device=ctx.device), torch.full((b,), 0.95, device=ctx.device)
-    numbers: dict[str, Any] = {
-        "batch": b, "vocab": vocab, "k": k, "compile_s": compile_s,
-        "eager_ms": timed(ctx, lambda: hook(logits, slots, seq_lens), 10),
-        "compiled_ms": timed(ctx, lambda: compiled(logits, slots, seq_lens), 10),
-        "plain_sampler_ms": timed(ctx, lambda: plain_sampler(logits, temperature, top_p), 10),
-        "packed_row_bytes": int(pack_rows(table.step(logits, slots, seq_lens)).shape[1]),
-    }
-    numbers["compiled_over_plain"] = numbers["compiled_ms"] / numbers["plain_sampler_ms"]
-    numbers["eager_over_plain"] = numbers["eager_ms"] / numbers["plain_sampler_ms"]
-    tokens = eager[:, 0]
-    require(torch.equal(first[:, 0], tokens) and bool(((tokens >= 0) & (tokens < vocab)).all()),
-            "compiled table step differs from eager or emitted an invalid token", numbers)
     return numbers
 
 
@@ -398,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="cuda", help="cuda (the real check) or cpu (the plumbing)")
     p.add_argument("--quick", action="store_true", help="small sizes (vocabulary 4096, batch 16, short decodes)")
     p.add_argument("--only", default="", help=f"comma-separated subset of {','.join(CHECKS)}")
+    p.add_argument("--backend", default=None, choices=("inductor", "eager", "aot_eager"),
+                   help="torch.compile backend (default: inductor; eager for --device cpu --quick)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     args = p.parse_args(argv)
     if args.device not in ("cuda", "cpu"):
@@ -412,10 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"error: --only: unknown check(s) {unknown}; allowed {list(CHECKS)}", file=sys.stderr)
         return 2
-    ctx = Ctx(torch.device(args.device), args.quick)
+    ctx = Ctx(torch.device(args.device), args.quick, args.backend)
     meta = {"timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
             "python": platform.python_version(), "device": args.device, "quick": args.quick,
-            "gpu": torch.cuda.get_device_name(0) if ctx.cuda else None}
+            "gpu": torch.cuda.get_device_name(0) if ctx.cuda else None, "compile_backend": ctx.backend}
     print(f"gpu check on {meta['gpu'] or 'cpu'} (torch {torch.__version__}, quick={args.quick})", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
