@@ -6,6 +6,11 @@
 # non-zero if any check failed, errored or the 8-minute limit (GPU_CHECK_TIMEOUT_S) cut it short.
 #   scripts/gpu_check.sh                       all checks
 #   scripts/gpu_check.sh --only rng_bits       a subset (names in bench/gpu_check.py)
+# The trainer check imports omegaconf and math-verify. Where the image lacks them, fetch them on a
+# machine with internet (~0.5 MB) and pass the folder; they go into a temporary folder on PYTHONPATH:
+#   pip download --no-deps -d gpu_wheels omegaconf==2.3.1 antlr4-python3-runtime==4.9.3 \
+#       math-verify==0.9.0 latex2sympy2_extended==1.11.0
+#   GPU_CHECK_WHEELS=gpu_wheels scripts/gpu_check.sh
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"
@@ -18,6 +23,19 @@ fi
 cd "$ROOT" || exit 2
 export PYTHONPATH="$ROOT/sglang_soft_thinking_pkg:$ROOT/verl-0.4.x:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export TOKENIZERS_PARALLELISM=false
+if [ -n "${GPU_CHECK_WHEELS:-}" ]; then
+  if [ ! -d "$GPU_CHECK_WHEELS" ]; then
+    echo "error: GPU_CHECK_WHEELS=$GPU_CHECK_WHEELS is not a folder (allowed: a folder of wheels/sdists)" >&2
+    exit 2
+  fi
+  SITE="$(mktemp -d)"
+  trap 'rm -rf "$SITE"' EXIT
+  if ! "$PY" -m pip install --quiet --no-index --no-deps --target "$SITE" "$GPU_CHECK_WHEELS"/*; then
+    echo "error: installing the packages in GPU_CHECK_WHEELS=$GPU_CHECK_WHEELS failed" >&2
+    exit 2
+  fi
+  export PYTHONPATH="$SITE:$PYTHONPATH"
+fi
 timeout --signal=TERM --kill-after=15 "$LIMIT" "$PY" -m bench.gpu_check --device cuda "$@"
 rc=$?
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
