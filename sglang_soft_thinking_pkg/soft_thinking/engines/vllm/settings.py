@@ -95,7 +95,10 @@ def parse_request(sp: Any, state: PluginState, vocab_size: int | None = None) ->
     args = dict(sp.extra_args or {})
     key = args.pop(KEY_FLAG, None)
     flags = {k: v for k, v in args.items() if not k.startswith("_")}  # "_..." keys: other processors'
-    req = state.parse(flags, sampling_view(sp), vocab_size)
+    try:
+        req = state.parse(flags, sampling_view(sp), vocab_size)
+    except SettingsError as exc:  # the shared parser names SGLang's variable for the server-wide defaults
+        raise SettingsError(str(exc).replace("SOFTGRPO_SGLANG_CONFIG", CONFIG_ENV)) from exc
     if req is None:
         return None
     problems = _vllm_refusals(sp)

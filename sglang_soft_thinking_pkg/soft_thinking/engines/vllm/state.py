@@ -35,6 +35,7 @@ re-prefill re-injects the mixtures.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -79,7 +80,8 @@ class SoftState:
         self.replay: dict[int, tuple[list[int], int]] = {}  # slot -> (output list, its length at re-admission)
         self.last_pos: Tensor | None = None
         self.table: SlotTable | None = None
-        self.rejected: dict[str, str] = {}
+        self.stats: dict[str, float] = {"admitted": 0, "resumed": 0, "evicted": 0, "steps": 0, "step_s": 0.0,
+                                        "inputs_s": 0.0}
 
     # -- buffers (allocated at the first soft request: a dormant engine pays nothing) --------
     def _allocate(self) -> None:
@@ -146,7 +148,9 @@ class SoftState:
             raise SettingsError(f"softgrpo: request {soft.key!r} is longer than max_model_len={self.max_len}")
         self.prompt_len[slot] = pl
         self.next_key[slot] = pl + len(out)
+        self.stats["admitted"] += 1
         if out:
+            self.stats["resumed"] += 1
             self.replay[slot] = (output_ids, len(out))
         return slot
 
@@ -158,6 +162,7 @@ class SoftState:
             old_key = self.requests.pop(old).key
             del self.key_slot[old_key]
             self.evicted.add(old_key)
+            self.stats["evicted"] += 1
             logger.warning("softgrpo: trace %r evicted (its slot was needed; pop traces as requests finish)", old_key)
             self.free.append(old)
         slot = self.free.pop()
@@ -175,6 +180,7 @@ class SoftState:
     # -- device side ---------------------------------------------------------------------------
     def soft_inputs(self, embed: Any, weight: Tensor, input_ids: Tensor, positions: Tensor, qsl: Tensor) -> Tensor:
         """``inputs_embeds`` of a forward: ``embed(input_ids)`` with soft steps' mixtures (module doc)."""
+        t0 = time.perf_counter()
         emb = embed(input_ids)
         b = qsl.shape[0] - 1
         last = qsl[1:] - 1
@@ -193,6 +199,7 @@ class SoftState:
         on = (slot > 0) & (g >= 0) & (g < done) & ((self.h_fl[slot, gi] & FLAG_SOFT) != 0)
         mix = mix_embeddings(weight, self.h_ids[slot, gi], self.h_w[slot, gi]).to(emb.dtype)
         emb[rows] = torch.where(on.unsqueeze(-1), mix, emb[rows])
+        self.stats["inputs_s"] += time.perf_counter() - t0  # host time (device work queued, on CPU: done)
         return emb
 
     def step(self, logits: Tensor) -> Tensor:
@@ -202,6 +209,7 @@ class SoftState:
         if self.last_pos is None:
             raise RuntimeError("softgrpo: soft rows but no positions: the wrapper model did not run (is the "
                                "architecture a SoftGRPO one? see soft_thinking.engines.vllm.client.engine_kwargs)")
+        t0 = time.perf_counter()
         b = logits.shape[0]
         slots = self.slot_of_batch[:b]
         key = self.last_pos[:b] + 1
@@ -219,7 +227,10 @@ class SoftState:
         self.h_fl[eff, t] = flags
         self.next_key[eff] = self.next_key[eff] + real.to(torch.int64)
         keep = torch.arange(logits.shape[1], device=logits.device) == out.tokens.unsqueeze(-1)
-        return logits.masked_fill_(real.unsqueeze(-1) & ~keep, float("-inf"))
+        logits.masked_fill_(real.unsqueeze(-1) & ~keep, float("-inf"))
+        self.stats["steps"] += 1
+        self.stats["step_s"] += time.perf_counter() - t0
+        return logits
 
     # -- traces ----------------------------------------------------------------------------------
     def pop(self, key: str, length: int) -> dict[str, Any]:

@@ -25,6 +25,11 @@ class SoftWorkerExtension:
         """Whether this worker built the soft-thinking state (the logits processor is installed)."""
         return soft_state.STATE is not None
 
+    def softgrpo_stats(self) -> dict[str, float]:
+        """Counters of this worker: soft admissions, resumes (re-admissions with output), evictions."""
+        st = soft_state.STATE
+        return {} if st is None else dict(st.stats)
+
     def softgrpo_pop_traces(self, items: list[tuple[str, int]]) -> dict[str, Any]:
         """``{key: rows}`` for ``(key, length)`` items (a string with the reason for a lost trace)."""
         st = soft_state.STATE

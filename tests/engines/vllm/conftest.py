@@ -1,0 +1,41 @@
+"""Shared vLLM fixtures: one SmolLM2 engine with the plug-in per test session (start-up takes minutes on CPU).
+
+The engine is built so that every test also exercises the hard paths: ``max_num_batched_tokens=64``
+chunks long prompts, a KV cache of 448 tokens (14 blocks of 32) preempts concurrent requests,
+prefix caching is on. Skips cleanly, naming the reason, when vllm is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from vllm_common import SKIP_REASON, VLLM_MISSING, engine_options  # this folder is on sys.path (rootdir mode)
+
+
+@pytest.fixture(scope="session")
+def smol_path():
+    from soft_thinking.engines.hf.models import ensure_smollm2
+
+    return str(ensure_smollm2())
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(smol_path):
+    if VLLM_MISSING:
+        pytest.skip(SKIP_REASON)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from soft_thinking.engines.vllm.client import VLLMEngine
+
+    eng = VLLMEngine(smol_path, **engine_options())
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="session")
+def hf_smol():
+    from soft_thinking.engines.hf.engine import SoftThinkingEngine
+    from soft_thinking.engines.hf.models import load_model
+
+    model, tok = load_model("smollm2-135m", dtype="float32")
+    return SoftThinkingEngine(model, tok), model, tok
