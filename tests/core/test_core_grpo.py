@@ -341,3 +341,18 @@ def test_actor_loss_adds_kl_and_entropy():
     want = pg.item() + 0.5 * k3 - 0.1 * agg_loss(ent, mask).item()
     assert loss.item() == pytest.approx(want, rel=1e-12)
     assert stats["kl_loss"].item() == pytest.approx(k3, rel=1e-12)
+
+
+def test_default_dual_clip_bound_is_verls_3():
+    """PPOLossConfig() caps a negative-advantage token's loss at -A * 3 (verl's clip_ratio_c default):
+    with ratio e^2 and A = -1 the clipped PPO loss is e^2 ~ 7.39, the dual clip makes it exactly 3.
+    At clip_ratio_c = 10 the same token would keep 7.39 (the control below)."""
+    lp = torch.zeros(1, 2, dtype=torch.float64)
+    old = lp - 2.0  # ratio e^2
+    adv = torch.full((1, 2), -1.0, dtype=torch.float64)
+    mask = torch.ones(1, 2, dtype=torch.float64)
+    assert PPOLossConfig().clip_ratio_c == 3.0
+    loss, _ = compute_policy_loss_vanilla(old, lp, adv, mask, "token-mean", PPOLossConfig())
+    assert loss.item() == pytest.approx(3.0, abs=1e-12)
+    wide, _ = compute_policy_loss_vanilla(old, lp, adv, mask, "token-mean", PPOLossConfig(clip_ratio_c=10.0))
+    assert wide.item() == pytest.approx(math.exp(2.0), rel=1e-12)

@@ -49,3 +49,14 @@ def test_val_kwargs_default_is_verls_greedy_and_bad_values_are_named() -> None:
         with pytest.raises(ConfigError, match=f"val_kwargs.{bad.split('=')[0]}"):
             load_config(None, ["data.train_files=builtin:arithmetic", "actor_rollout_ref.rollout.val_kwargs.do_sample=true",
                                f"actor_rollout_ref.rollout.val_kwargs.{bad}"])
+
+
+def test_trainer_default_dual_clip_is_verls_3() -> None:
+    """The trainer's default actor config (and the shipped quickstart) pass clip_ratio_c = 3 to the loss."""
+    from softgrpo.config import ActorConfig
+
+    assert ActorConfig().clip_ratio_c == 3.0
+    cfg = load_config(None, ["data.train_files=builtin:arithmetic"])
+    assert cfg.loss_config().clip_ratio_c == 3.0
+    quick = load_config(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml")
+    assert quick.loss_config().clip_ratio_c == 3.0
