@@ -122,41 +122,50 @@ def plain_sampler(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.
 
 @check
 def sglang_table_step(ctx: Ctx) -> dict[str, Any]:
+    """The plug-in's slot-table step (compiled per batch bucket, as ``SlotTable(compile_step=True)``) and
+    trace packing at a full bucket and a padded batch: equal to the eager table, sync-free, timed."""
     import torch._dynamo
 
     from soft_thinking.engines.sglang.codec import pack_rows
+    from soft_thinking.engines.sglang.table import SlotTable
 
     b, vocab, k = (16, 4096, 32) if ctx.quick else (64, VOCAB, 32)
-    _, _, _, table = _step_inputs(ctx, b, vocab, k)
-    slots = torch.arange(1, b + 1, device=ctx.device).flip(0)  # SGLang's row order is not the slot order
-    logits = torch.randn(b, vocab, device=ctx.device) * 4
-    seq_lens = torch.arange(b, device=ctx.device) + 50
-
-    def hook(z: torch.Tensor, s: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-        step = table.step(z, s, lens)
-        return torch.cat([step.tokens.view(-1, 1), pack_rows(step).to(torch.int64)], dim=1)
-
     torch._dynamo.reset()
-    compiled = torch.compile(hook, fullgraph=True, dynamic=False, backend=ctx.backend)
-    saved = [t.clone() for t in (table.ids, table.w, table.mix_on, table.phase.window)]
-    t0 = time.perf_counter()
-    first = compiled(logits, slots, seq_lens)
-    compile_s = time.perf_counter() - t0
-    for dst, src in zip((table.ids, table.w, table.mix_on, table.phase.window), saved):
-        dst.copy_(src)
-    with sync_errors(ctx):
-        eager = hook(logits, slots, seq_lens)
+    tables = [SlotTable(step_spec(k), rows=b + 1, device=ctx.device, compile_step=c, compile_backend=ctx.backend)
+              for c in (False, True)]
+    for table in tables:
+        table.admit(list(range(1, b + 1)), _requests(b, vocab))
+    g = torch.Generator(device=ctx.device).manual_seed(1)
+    numbers: dict[str, Any] = {"batch": b, "vocab": vocab, "k": k}
+    ok = True
+    for n in (b, b - b // 4):  # a full bucket, then a batch padded to it (padding rows -> slot 0)
+        slots = torch.randperm(b, generator=g, device=ctx.device)[:n] + 1  # SGLang's row order is not slot order
+        for t in range(3):
+            logits = torch.randn(n, vocab, generator=g, device=ctx.device) * 4
+            lens = torch.arange(n, device=ctx.device) + 50 + t
+            if t == 0 and n == b:
+                t0 = time.perf_counter()
+                tables[1].step(logits, slots, lens)  # compile (state advanced: redo it on the eager table)
+                ctx.sync()
+                numbers["compile_s"] = time.perf_counter() - t0
+                tables[0].step(logits, slots, lens)
+                continue
+            ref = pack_rows(tables[0].step(logits, slots, lens))
+            with sync_errors(ctx), torch._dynamo.config.patch(error_on_recompile=True):
+                got = pack_rows(tables[1].step(logits, slots, lens))
+            ok &= bool(torch.equal(got[:, : 4 * k], ref[:, : 4 * k]))  # candidate ids
+    ok &= bool(torch.equal(tables[0].ids, tables[1].ids) and torch.equal(tables[0].mix_on, tables[1].mix_on))
+    numbers["max_abs_diff_w"] = float((tables[0].w - tables[1].w).abs().max())
+    ok &= numbers["max_abs_diff_w"] <= 1e-5
+    slots = torch.arange(1, b + 1, device=ctx.device)
+    logits = torch.randn(b, vocab, generator=g, device=ctx.device) * 4
+    lens = torch.arange(b, device=ctx.device) + 99
     temperature, top_p = torch.ones(b, device=ctx.device), torch.full((b,), 0.95, device=ctx.device)
-    numbers: dict[str, Any] = {
-        "batch": b, "vocab": vocab, "k": k, "compile_s": compile_s,
-        "eager_ms": timed(ctx, lambda: hook(logits, slots, seq_lens), 10),
-        "compiled_ms": timed(ctx, lambda: compiled(logits, slots, seq_lens), 10),
-        "plain_sampler_ms": timed(ctx, lambda: plain_sampler(logits, temperature, top_p), 10),
-        "packed_row_bytes": int(pack_rows(table.step(logits, slots, seq_lens)).shape[1]),
-    }
+    numbers["eager_ms"] = timed(ctx, lambda: pack_rows(tables[0].step(logits, slots, lens)), 10)
+    numbers["compiled_ms"] = timed(ctx, lambda: pack_rows(tables[1].step(logits, slots, lens)), 10)
+    numbers["plain_sampler_ms"] = timed(ctx, lambda: plain_sampler(logits, temperature, top_p), 10)
     numbers["compiled_over_plain"] = numbers["compiled_ms"] / numbers["plain_sampler_ms"]
     numbers["eager_over_plain"] = numbers["eager_ms"] / numbers["plain_sampler_ms"]
-    tokens = eager[:, 0]
-    require(torch.equal(first[:, 0], tokens) and bool(((tokens >= 0) & (tokens < vocab)).all()),
-            "compiled table step differs from eager or emitted an invalid token", numbers)
+    numbers["graphs"] = int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    require(ok and numbers["graphs"] == 1, "compiled table step differs from the eager table or recompiled", numbers)
     return numbers

@@ -292,3 +292,8 @@ def sample_step(
     :func:`batched_decode_step`. Static shapes at a batch size and no host sync, so
     ``torch.compile(sample_step, fullgraph=True)`` makes it one graph (CUDA-graph capturable)."""
     return batched_decode_step(logits, phase, rows, counter_step_uniforms(seed, position, spec), spec)
+
+
+def batch_bucket(b: int) -> int:
+    """The padded batch size of a compiled step (one graph per bucket): the next power of two, at least 8."""
+    return max(8, 1 << (b - 1).bit_length())

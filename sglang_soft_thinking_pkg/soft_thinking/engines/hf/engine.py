@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from soft_thinking.core.batch import BatchSpec, BatchStep, RowSettings, sample_step
+from soft_thinking.core.batch import BatchSpec, BatchStep, RowSettings, batch_bucket, sample_step
 from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.core.mixture import mix_embeddings
 from soft_thinking.core.noise import NOISE_KINDS, CounterSource
@@ -105,11 +105,6 @@ class BatchStepper:
             state = state.select(keep)
         phase.state = state
         return step
-
-
-def batch_bucket(b: int) -> int:
-    """The padded batch size of a compiled step: the next power of two, at least 8."""
-    return max(8, 1 << (b - 1).bit_length())
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

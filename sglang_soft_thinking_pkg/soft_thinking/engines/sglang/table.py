@@ -19,7 +19,10 @@ field              shape                       meaning
 :meth:`SlotTable.admit` (host, at prefill) writes the settings of new or re-prefilled requests
 with one host-to-device copy; :meth:`SlotTable.step` (device only, no host sync) gathers the
 batch's rows, runs the core's batched step with counter-RNG uniforms keyed by ``(seed, seq_len)``
-and writes the new state back for the soft requests' rows.
+and writes the new state back for the soft requests' rows. With ``compile_step=True`` that whole
+device step is one ``torch.compile(fullgraph=True)`` graph per batch bucket: the batch is padded to
+:func:`~soft_thinking.core.batch.batch_bucket` rows pointing at slot 0 (SGLang's padding slot, never
+a soft request: its state is written back unchanged).
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from soft_thinking.core.batch import (
     BatchSpec,
     BatchStep,
     RowSettings,
-    batched_decode_step,
-    counter_step_uniforms,
+    batch_bucket,
+    sample_step,
 )
 from soft_thinking.core.noise import NOISE_KINDS
 from soft_thinking.core.phase import PhaseState
@@ -61,7 +64,8 @@ class SlotTable:
     """Per-slot state of soft requests (module doc)."""
 
     def __init__(self, spec: BatchSpec, rows: int = TABLE_ROWS, think_end_width: int = 8,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", compile_step: bool = False,
+                 compile_backend: str = "inductor") -> None:
         self.spec, self.rows, self.device = spec, rows, torch.device(device)
         k = spec.k_max
         self.ids = torch.zeros(rows, k, dtype=torch.int64, device=self.device)
@@ -73,6 +77,8 @@ class SlotTable:
         self.phase = PhaseState.new(rows, [[0] * think_end_width] * rows, soft_thinking=False, device=self.device)
         self.think_end_width = think_end_width
         self.dirty = False  # a soft request was admitted once: slots may hold state a new owner must reset
+        self.compiled = (torch.compile(self._step, fullgraph=True, dynamic=False, backend=compile_backend)
+                         if compile_step else None)
 
     # -- host side: admission at prefill ---------------------------------------------------
     def admit(self, slots: Sequence[int], requests: Sequence[SoftRequest | None],
@@ -149,14 +155,25 @@ class SlotTable:
     def step(self, logits: Tensor, slots: Tensor, seq_lens: Tensor) -> BatchStep:
         """The batched step for the rows in ``slots`` (positions = ``seq_lens``); updates the soft rows in place.
 
-        Sync-free: gathers, :func:`batched_decode_step`, ``index_copy_`` of ``where(soft_req, new, old)``.
+        Sync-free: gathers, :func:`~soft_thinking.core.batch.sample_step`, ``index_copy_`` of
+        ``where(soft_req, new, old)``; compiled, padded to the batch bucket (module doc).
         """
-        spec = self.spec
+        if self.compiled is None:
+            return self._step(logits, slots, seq_lens)
+        b = logits.shape[0]
+        pad = batch_bucket(b) - b
+        if pad:
+            logits = torch.cat([logits, logits.new_zeros(pad, logits.shape[1])])
+            slots = torch.cat([slots, slots.new_zeros(pad)])  # slot 0: SGLang's padding slot
+            seq_lens = torch.cat([seq_lens, seq_lens.new_zeros(pad)])
+        out = self.compiled(logits, slots, seq_lens)
+        return BatchStep(**{f.name: getattr(out, f.name)[:b] for f in fields(out)}) if pad else out
+
+    def _step(self, logits: Tensor, slots: Tensor, seq_lens: Tensor) -> BatchStep:
         phase = self.phase.select(slots)
         rows = self.settings.select(slots)
         soft_req = self.soft_req[slots]
-        u = counter_step_uniforms(self.seed[slots], seq_lens.to(torch.int64), spec)
-        out, new_phase = batched_decode_step(logits, phase, rows, u, spec)
+        out, new_phase = sample_step(logits, phase, rows, self.seed[slots], seq_lens.to(torch.int64), self.spec)
         keep = soft_req
 
         def pick(new: Tensor, old: Tensor) -> Tensor:
