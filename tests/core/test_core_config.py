@@ -141,3 +141,35 @@ def test_every_field_is_documented_once() -> None:
     assert set(docs) == {f.name for f in fields(SoftThinkingConfig)}
     assert all(len(d) > 10 for d in docs.values())
     assert SoftThinkingConfig.help("top_k").endswith("(default: 5)")
+
+
+WRONG_TYPES = [
+    ("enable_soft_thinking", "false", "true or false"),  # a string "false" would read as True
+    ("soft_until_eos", 1, "true or false"),
+    ("degenerate_as_discrete", "no", "true or false"),
+    ("max_topk", "5", "an integer"),
+    ("top_k", True, "an integer"),
+    ("temperature", "0.7", "a number"),
+    ("noise", 3, "a string"),
+    ("gumbel_clamp", ["a", "b"], r"\(low, high\), two finite numbers"),
+    ("gumbel_clamp", 5, r"\(low, high\), two finite numbers"),
+    ("think_end_token_ids", [7, "x"], "a list of integer token ids"),
+    ("after_thinking_top_p", "1", "a number or None"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "allowed"), WRONG_TYPES, ids=[f"{n}={v!r}" for n, v, _ in WRONG_TYPES])
+def test_wrong_types_from_flags_are_named_not_coerced_or_crashing(name: str, value: object, allowed: str) -> None:
+    """from_flags never raises a raw ValueError/TypeError, and validate() names the field and its type."""
+    cfg = SoftThinkingConfig.from_flags({**BASE, name: value})
+    with pytest.raises(ConfigError, match=rf"SoftThinkingConfig\.{name}=.* is invalid: allowed {allowed}"):
+        cfg.validate()
+
+
+def test_noise_switches_take_booleans_only() -> None:
+    with pytest.raises(ConfigError, match="add_noise_gumbel_softmax='false' is invalid: allowed true or false"):
+        SoftThinkingConfig.from_flags({"add_noise_gumbel_softmax": "false"})
+    # control: real booleans and None (argparse's unset) still work
+    assert SoftThinkingConfig.from_flags({"add_noise_gumbel_softmax": False}).noise == "none"
+    assert SoftThinkingConfig.from_flags({"add_noise_gumbel_softmax": None}).noise == "none"
+    assert SoftThinkingConfig.from_flags({**BASE, "gumbel_clamp": [-1, 2]}).validate().gumbel_clamp == (-1.0, 2.0)
