@@ -206,3 +206,31 @@ def test_server_noise_kinds_limit_the_step_and_refuse_other_kinds() -> None:
     with pytest.raises(ValueError, match="noise='dirichlet' is not among the table's kinds"):
         table.admit([1], [request(1)])
     table.admit([1], [request(0)])  # gumbel: fine
+
+
+def test_compiled_table_flag_and_padded_bucket_step_equal_eager() -> None:
+    """SOFTGRPO_SGLANG_COMPILE selects the compiled table; a batch padded to its bucket (rows -> slot 0)
+    gives the eager table's step and state (traced with the eager backend here: the padding logic)."""
+    from soft_thinking.engines.sglang import hooks
+
+    assert hooks.compile_flag({}) is False and hooks.compile_flag({"SOFTGRPO_SGLANG_COMPILE": "1"}) is True
+    with pytest.raises(hooks.SettingsError, match="SOFTGRPO_SGLANG_COMPILE='yes' is invalid: allowed '0' or '1'"):
+        hooks.compile_flag({"SOFTGRPO_SGLANG_COMPILE": "yes"})
+    model = TinyModel()
+    spec = BatchSpec(k_max=K, width=8, params=SoftThinkingConfig().noise_params())
+    eager = SlotTable(spec, rows=17, think_end_width=2)
+    compiled = SlotTable(spec, rows=17, think_end_width=2, compile_step=True, compile_backend="eager")
+    reqs = [request(i) for i in range(11)]
+    for t in (eager, compiled):
+        t.admit(list(range(3, 14)), reqs)
+    slots = torch.tensor([9, 3, 12, 5, 4, 13, 7, 6, 11, 10, 8])  # 11 rows: padded to 16
+    for step in range(3):
+        logits = model.logits(model.embed(torch.arange(11) + step))
+        lens = torch.arange(11) + 20 + step
+        a, b = eager.step(logits, slots, lens), compiled.step(logits, slots, lens)
+        assert b.tokens.shape == (11,)
+        for f in ("tokens", "ids", "q", "weights", "soft", "logprobs"):
+            assert torch.equal(getattr(a, f), getattr(b, f)), f
+    for name in ("ids", "w", "mix_on", "soft_req"):
+        assert torch.equal(getattr(eager, name), getattr(compiled, name)), name
+    assert not compiled.mix_on[0] and not compiled.soft_req[0] and compiled.ids[0].eq(0).all()  # slot 0 untouched

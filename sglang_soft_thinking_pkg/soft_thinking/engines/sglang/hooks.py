@@ -138,7 +138,7 @@ def after_load_model(result: Any, runner: Any, *args: Any, **kwargs: Any) -> Non
         return
     model = runner.model
     device = next(model.parameters()).device
-    table = SlotTable(st.spec(), rows=TABLE_ROWS, device=device)
+    table = SlotTable(st.spec(), rows=TABLE_ROWS, device=device, compile_step=compile_flag())
     runner._softgrpo_table = table
     wrap_forward(model, table, model.get_input_embeddings())
     logger.info("soft-thinking plug-in active: table %d x %d, candidate width %d", TABLE_ROWS, st.k_max, st.width)
@@ -210,6 +210,14 @@ def around_sample(original: Any, runner: Any, logits_output: Any, forward_batch:
         widths = [s.config.max_topk if s is not None else table.spec.k_max for s in soft]  # rows at each request's K
         logits_output.customized_info = {TRACE_KEY: RowBytes(pack_rows(step, retracted), widths)}  # a new dict each step
     return out
+
+
+def compile_flag(environ: Any = os.environ) -> bool:
+    """``SOFTGRPO_SGLANG_COMPILE=1``: the sample step runs as one ``torch.compile`` graph per batch bucket."""
+    raw = environ.get("SOFTGRPO_SGLANG_COMPILE", "0").strip()
+    if raw not in ("0", "1"):
+        raise SettingsError(f"SOFTGRPO_SGLANG_COMPILE={raw!r} is invalid: allowed '0' or '1'")
+    return raw == "1"
 
 
 @contextlib.contextmanager
