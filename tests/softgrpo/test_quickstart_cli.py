@@ -59,3 +59,17 @@ def test_honoured_overrides_reach_every_arm(tmp_path: Path) -> None:
     for arm in ("grpo", "softgrpo", "softgrpo_degenerate"):
         assert args.load_arm_config(0, arm, tmp_path / "qs" / "seed0").actor.optim.lr == 1e-4
     assert not (tmp_path / "qs").exists()
+
+
+def test_a_second_quickstart_on_one_out_folder_is_refused(tmp_path: Path, capsys) -> None:
+    import os
+
+    from soft_thinking.runlock import hold_run_lock
+
+    out = tmp_path / "qs"
+    with hold_run_lock(out):
+        before = snapshot(tmp_path)
+        assert main(["--out", str(out), "--fast", "--jobs", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"in use by pid {os.getpid()}" in err[0], err
+        assert snapshot(tmp_path) == before

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from soft_thinking.errors import SoftGRPOError, exit_on_error
+from soft_thinking.runlock import hold_run_lock
 from softgrpo.quickstart.pipeline import ARMS, QuickstartArgs, run_seed, run_warm_start
 from softgrpo.quickstart.report import LearningCheckFailed, write_outputs
 from softgrpo.reference.sft import SFTConfig
@@ -97,6 +98,11 @@ def parse_args(argv: list[str] | None) -> tuple[QuickstartArgs, str]:
 @exit_on_error
 def main(argv: list[str] | None = None) -> int:
     args, stage = parse_args(argv)
+    with hold_run_lock(args.out):  # one quickstart per --out folder (two would share warm starts and arms)
+        return _run(args, stage)
+
+
+def _run(args: QuickstartArgs, stage: str) -> int:
     if stage == "warmstart":
         for seed in args.seeds:
             info = run_warm_start(args, seed)
