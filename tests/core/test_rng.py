@@ -128,3 +128,28 @@ def test_cuda_draws_equal_cpu_bits() -> None:
     cpu = counter_uniforms(seeds, pos, 30, range(12))
     gpu = counter_uniforms(seeds.cuda(), pos.cuda(), 30, range(12)).cpu()
     assert torch.equal(cpu, gpu)
+
+
+def test_block_words_layout_equals_single_blocks() -> None:
+    """One stacked evaluation of several (non-adjacent) blocks == each block's four words alone."""
+    from soft_thinking.core.rng import (
+        block_words,
+        counter_words,
+        device_index,
+        select_columns,
+        stream_columns,
+    )
+
+    seeds = torch.tensor([derive_seed("blocks", i) for i in range(8)] + [(1 << 62) + 5])
+    pos = torch.tensor([0, 1, 17, 2**31, 2**32 - 1, 5, 6, 7, 123456])
+    blocks = [0, 2, 5]
+    words = block_words(seeds, pos, 6, blocks)
+    assert words.shape == (9, 6, 12)
+    for i, blk in enumerate(blocks):
+        ref = counter_words(seeds[:, None], pos[:, None], torch.arange(6), blk)
+        for w in range(4):
+            assert torch.equal(words[..., 4 * i + w], ref[w]), (blk, w)
+    cols = stream_columns([20, 8, 1, 23], blocks)
+    assert cols == [8, 4, 1, 11]
+    assert torch.equal(select_columns(words, cols), words[..., cols])
+    assert device_index([3, 4, 5, 9, 1, 2], torch.device("cpu")).tolist() == [3, 4, 5, 9, 1, 2]

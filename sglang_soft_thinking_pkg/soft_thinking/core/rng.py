@@ -15,6 +15,11 @@ intermediate exceeds 2^49 (no signed overflow anywhere, hence no undefined behav
 backend). Only integer ops plus one exact int->float32 conversion: CPU and CUDA give identical
 bits.
 
+Cost: the words are evaluated stacked (:func:`philox4x32_pairs`: ``[c0, c2]`` against both
+multipliers at once, the ten round keys in one expression, ~11 kernel ops a round), and
+:func:`block_words` evaluates every block a step needs, for every candidate, in one call; a step of
+all four noise kinds (blocks 0..8) costs about what one block cost before.
+
 Key and counter layout::
 
     key     = (seed mod 2^32, seed >> 32 mod 2^32)     seed: the request's 63-bit seed
