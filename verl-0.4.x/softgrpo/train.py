@@ -8,8 +8,14 @@ model is loaded, naming the key); then the run trains, logs and checkpoints unde
 with ``trainer.resume_mode=auto`` (refused when the arm, model, data or optimizer settings changed,
 unless ``trainer.resume_allow_config_change=true``).
 
-A config error, a missing model or data file, a corrupt dataset or a refused resume prints one
-``error: ...`` line and exits with status 2.
+Order of work: the typed schema (:mod:`softgrpo.schema`: unknown keys, types, finite numbers,
+booleans that are booleans) and the ranges and cross-field rules (``TrainConfig.validate``), the
+device, the resume checkpoint (the newest whose manifest verifies), the data, the model and the
+saved state; only then is the run folder locked (one trainer per folder) and written.
+
+A config error, a missing model or data file, a corrupt dataset, an unusable checkpoint, a folder
+held by another run or a refused resume prints one ``error: ...`` line and exits with status 2,
+having written nothing.
 """
 
 from __future__ import annotations
