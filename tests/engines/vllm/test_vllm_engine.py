@@ -20,7 +20,7 @@ SOFT_K1 = SoftThinkingConfig(max_topk=1, top_k=1, temperature=0.0, noise="none",
 GUMBEL = SoftThinkingConfig(max_topk=5, top_k=5, temperature=0.8, top_p=0.95, noise="gumbel",
                             gumbel_softmax_temperature=0.1, soft_until_eos=True)
 #: fp32 tolerance of the replayed step log-probs (vLLM's CPU kernels vs transformers' eager attention)
-REPLAY_TOL = 2e-2
+REPLAY_TOL = 1e-2
 
 
 def chat(tok, text: str) -> list[int]:
@@ -74,14 +74,17 @@ def test_gumbel_matches_reference_engine_and_replay(vllm_engine, hf_smol):
     with torch.no_grad():
         for g, prompt in zip(got, p):
             lp = _replay(model, prompt, g.trace, g.trace.soft)
-            assert float((lp - g.trace.logprobs).abs().max()) < REPLAY_TOL
+            err = float((lp - g.trace.logprobs).abs().max())
             bad = _replay(model, prompt, g.trace, torch.zeros_like(g.trace.soft))
-            assert float((bad - g.trace.logprobs).abs().max()) > 10 * REPLAY_TOL
+            off = float((bad - g.trace.logprobs).abs().max())
+            print(f"replay max |d log pi| = {err:.2e}; with E[token] inputs (control) {off:.2e}")
+            assert err < REPLAY_TOL
+            assert off > 10 * REPLAY_TOL
 
 
 def _mixed_requests(tok):
     ps = prompts(tok)
-    think_end = tuple(tok.encode("\n\n", add_special_tokens=False))
+    think_end = tuple(tok.encode(".", add_special_tokens=False))  # a one-token think-end that occurs early
     cfgs = [
         GUMBEL,
         SoftThinkingConfig(max_topk=3, top_k=3, temperature=0.7, top_p=0.9, noise="gumbel", soft_until_eos=True),

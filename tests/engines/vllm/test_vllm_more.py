@@ -1,0 +1,61 @@
+"""Slow vLLM checks that need engines of their own: K=1 soft against an engine WITHOUT the plug-in, and the
+tiny random Qwen2 (the other wrapped architecture) against the reference engine."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from vllm_common import SKIP_REASON, VLLM_MISSING, engine_options
+
+from soft_thinking.core.config import SoftThinkingConfig
+
+pytestmark = [pytest.mark.skipif(VLLM_MISSING, reason=SKIP_REASON), pytest.mark.slow]
+
+GREEDY = SoftThinkingConfig(enable_soft_thinking=False, temperature=0.0)
+
+
+def test_k1_soft_equals_greedy_of_an_engine_without_the_plugin(smol_path, vllm_engine, hf_smol):
+    from soft_thinking.engines.vllm.client import VLLMEngine
+
+    _, _, tok = hf_smol
+    long = "Explain step by step. " + " ".join(f"Item {i} costs {i * 3} dollars." for i in range(18))
+    ps = [tok.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=True,
+                                  return_dict=False) for t in ("What is 17*3?", long, "Name three colours.")]
+    soft_k1 = SoftThinkingConfig(max_topk=1, top_k=1, temperature=0.0, noise="none", soft_until_eos=True)
+    soft = vllm_engine.generate(ps, soft_k1, max_new_tokens=32)
+    plain = VLLMEngine(smol_path, plugin=False, **engine_options())
+    try:
+        stock = plain.generate(ps, GREEDY, max_new_tokens=32)
+    finally:
+        plain.close()
+    assert sum(s.num_tokens for s in soft) > 30
+    assert [s.token_ids for s in soft] == [s.token_ids for s in stock]
+
+
+def test_tiny_qwen2_matches_reference_engine():
+    from soft_thinking.engines.hf.engine import SoftThinkingEngine
+    from soft_thinking.engines.hf.models import MODEL_REGISTRY, load_model
+    from soft_thinking.engines.vllm.client import VLLMEngine
+
+    path = str(MODEL_REGISTRY["tiny-qwen2"](None))
+    model, tok = load_model(path, dtype="float32")
+    ref = SoftThinkingEngine(model, tok)
+    ps = [[5, 17, 30, 41, 8], list(range(3, 90))]  # the second is chunk-prefilled (64-token budget)
+    gumbel = SoftThinkingConfig(max_topk=3, top_k=3, temperature=1.0, top_p=0.95, noise="gumbel",
+                                gumbel_softmax_temperature=0.2, soft_until_eos=True)
+    soft_k1 = SoftThinkingConfig(max_topk=1, top_k=1, temperature=0.0, noise="none", soft_until_eos=True)
+    eng = VLLMEngine(path, tokenizer=tok, **engine_options(max_model_len=256, kv_cache_memory_bytes=2 ** 22))
+    try:
+        got_g = eng.generate(ps, gumbel, max_new_tokens=20, seed=4, ignore_eos=True)
+        got_k1 = eng.generate(ps, soft_k1, max_new_tokens=20, ignore_eos=True)
+        greedy = eng.generate(ps, GREEDY, max_new_tokens=20, ignore_eos=True)
+    finally:
+        eng.close()
+    ref.eos_ids = {10 ** 6}  # this instance only: the reference also runs the full 20 tokens
+    want_g = ref.generate(ps, gumbel, max_new_tokens=20, seed=4)
+    want_greedy = ref.generate(ps, GREEDY, max_new_tokens=20)
+    for g, w in zip(got_g, want_g):
+        assert g.token_ids == w.token_ids and torch.equal(g.trace.ids, w.trace.ids)
+        assert torch.allclose(g.trace.logprobs, w.trace.logprobs, atol=1e-3)
+    for a, b, c in zip(got_k1, greedy, want_greedy):
+        assert a.token_ids == b.token_ids == c.token_ids
