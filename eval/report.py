@@ -26,7 +26,7 @@ def summary_markdown(summary: dict[str, Any], title: str) -> str:
     benches = summary["benchmarks"]
     ks = sorted({int(k) for b in benches.values() for k in b.get("pass_at_k", {})})
     head = ["benchmark", "problems", "mean@n (Pass@1)"] + [f"Pass@{k}" for k in ks if k > 1]
-    head += ["tokens", "tokens (correct)", "thinking tokens", "soft share", "timeouts", "parse errors", "no answer"]
+    head += ["tokens", "tokens (correct)", "thinking tokens", "soft share", "timeouts", "parse errors", "grade errors", "no answer"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, b in benches.items():
         if not b.get("num_problems"):
@@ -36,7 +36,8 @@ def summary_markdown(summary: dict[str, Any], title: str) -> str:
         row += [_pct(b["pass_at_k"][str(k)]) for k in ks if k > 1]
         gs = b["grade_status"]
         row += [_num(b["avg_tokens"]), _num(b["avg_tokens_correct"]), _num(b["avg_thinking_tokens"]),
-                f"{b['avg_soft_share']:.3f}", str(gs["timeout"]), str(gs["parse_error"]), str(gs["no_answer"])]
+                f"{b['avg_soft_share']:.3f}", str(gs["timeout"]), str(gs["parse_error"]),
+                str(gs.get("error", 0)), str(gs["no_answer"])]
         lines.append("| " + " | ".join(row) + " |")
     avg = summary.get("average") or {}
     if avg:
