@@ -12,7 +12,6 @@ keys, and returns a :class:`TrainConfig` whose ``validate()`` names the offendin
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from soft_thinking.core.config import ConfigError, SoftThinkingConfig
 from soft_thinking.core.grpo import KL_PENALTY_KINDS, LOSS_AGG_MODES
+from softgrpo.input_checks import check_data_spec, check_device
 from softgrpo.schema import build
 
 ARMS = ("grpo", "softgrpo")
@@ -257,7 +257,7 @@ class TrainConfig:
         for lg in t.logger:
             if lg not in LOGGERS:
                 _fail("trainer.logger", lg, f"a list of {LOGGERS}")
-        _check_device(t.device)
+        check_device(t.device)
         if not 0 <= t.seed < 2**63:
             _fail("trainer.seed", t.seed, "an integer in [0, 2**63)")
         if t.num_threads > MAX_THREADS:
@@ -343,38 +343,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _check_device(device: str) -> None:
-    """``cpu``, ``cuda`` or ``cuda:N``; CUDA only where this torch build sees that device."""
-    m = re.fullmatch(r"cuda(?::(\d+))?", device)
-    if device != "cpu" and m is None:
-        _fail("trainer.device", device, "'cpu', 'cuda' or 'cuda:N'")
-
-
-def check_device_available(device: str) -> None:
-    """The device exists in this torch build (run before a trainer starts; a shipped GPU config still
-    validates on a CPU machine)."""
-    _check_device(device)
-    m = re.fullmatch(r"cuda(?::(\d+))?", device)
-    if m is not None:
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(m.group(1) or 0)
-        if index >= count:
-            _fail("trainer.device", device, "'cpu' (this torch build sees no CUDA device)" if count == 0
-                  else f"'cpu' or 'cuda:N' with N < {count}")
-
-
-def check_data_spec(key: str, spec: str) -> None:
-    """A data source: ``builtin:arithmetic[?k=v&...]`` (its options checked) or a .jsonl/.parquet path."""
-    from softgrpo.reference.data import parse_builtin
-
-    if spec.startswith("builtin:"):
-        parse_builtin(spec, key)
-    elif Path(spec).suffix not in (".jsonl", ".parquet"):
-        _fail(key, spec, "a .jsonl or .parquet file or 'builtin:arithmetic'")
 
 
 def _positive_int(key: str, v: Any) -> None:

@@ -23,7 +23,8 @@ from __future__ import annotations
 import argparse
 
 from soft_thinking.errors import exit_on_error
-from softgrpo.config import check_device_available, load_config
+from softgrpo.config import load_config
+from softgrpo.input_checks import check_device_available
 
 
 @exit_on_error

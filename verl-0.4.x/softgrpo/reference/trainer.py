@@ -42,7 +42,8 @@ from soft_thinking.engines.hf.models import load_model, resolve_dtype
 from soft_thinking.engines.hf.replay import replay_logprobs_entropy
 from soft_thinking.runlock import hold_run_lock
 from soft_thinking.text import THINK_END, apply_chat_template, derive_seed
-from softgrpo.config import TrainConfig, check_device_available
+from softgrpo.config import TrainConfig
+from softgrpo.input_checks import check_device_available
 from softgrpo.reference.batch import Rollout, rollout_metrics
 from softgrpo.reference.checkpoint import (
     ResumeError,
