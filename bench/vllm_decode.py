@@ -48,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--note", default="", help="how loaded the machine was (stored in the JSON)")
     args = ap.parse_args(argv)
     try:
         args.batches = [int(b) for b in args.batches.split(",")]
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for d in args.dtypes for r in run_dtype(path, d, args)]
     result = {
         "benchmark": "vllm_decode", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "note": "see README: loaded or quiet"},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "note": args.note or "not given"},
         "vllm": vllm.__version__, "model": args.model, "repeats": args.repeats, "goal_soft_over_discrete": 1.10,
         "settings": {"soft": "gumbel K=5 tau_g=0.1 T=0.8 top_p=0.95 top_k=5", "discrete": "T=0.8 top_p=0.95 top_k=5",
                      "greedy": "T=0", "engine": "eager, max_num_seqs=max(batches), chunked prefill off"},

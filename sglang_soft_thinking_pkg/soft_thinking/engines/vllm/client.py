@@ -71,6 +71,8 @@ def engine_kwargs(model_path: str, **kwargs: Any) -> dict[str, Any]:
     overrides = dict(kwargs.pop("hf_overrides", None) or {})
     overrides["architectures"] = [f"SoftGRPO{arch}"]
     procs = list(kwargs.pop("logits_processors", None) or []) + [PROCESSOR]
+    if torch.cuda.is_available():  # a FULL graph would replay the wrapper's Python-side injection (untested on GPU)
+        kwargs.setdefault("compilation_config", {"cudagraph_mode": "PIECEWISE"})
     return {"model": model_path, "hf_overrides": overrides, "logits_processors": procs,
             "worker_extension_cls": EXTENSION, **kwargs}
 
