@@ -72,6 +72,7 @@ def _compiled_step(ctx: Ctx, mode: str | None) -> dict[str, Any]:
     phase, rows, seed, table = _step_inputs(ctx, b, vocab, k)
     spec = table.spec
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # graphs are counted per check
     fn = torch.compile(sample_step, fullgraph=True, dynamic=False, mode=mode, backend=ctx.backend)
     g = torch.Generator(device=ctx.device).manual_seed(0)
     logits = [torch.randn(b, vocab, generator=g, device=ctx.device) * 4 for _ in range(4)]
@@ -131,6 +132,7 @@ def sglang_table_step(ctx: Ctx) -> dict[str, Any]:
 
     b, vocab, k = (16, 4096, 32) if ctx.quick else (64, VOCAB, 32)
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # graphs are counted per check
     tables = [SlotTable(step_spec(k), rows=b + 1, device=ctx.device, compile_step=c, compile_backend=ctx.backend)
               for c in (False, True)]
     for table in tables:
@@ -154,6 +156,7 @@ def sglang_table_step(ctx: Ctx) -> dict[str, Any]:
             with sync_errors(ctx), torch._dynamo.config.patch(error_on_recompile=True):
                 got = pack_rows(tables[1].step(logits, slots, lens))
             ok &= bool(torch.equal(got[:, : 4 * k], ref[:, : 4 * k]))  # candidate ids
+            numbers["packed_row_bytes"] = int(got.shape[1])
     ok &= bool(torch.equal(tables[0].ids, tables[1].ids) and torch.equal(tables[0].mix_on, tables[1].mix_on))
     numbers["max_abs_diff_w"] = float((tables[0].w - tables[1].w).abs().max())
     ok &= numbers["max_abs_diff_w"] <= 1e-5

@@ -574,10 +574,10 @@ def test_compiled_step_matches_eager_and_compiles_once_per_bucket() -> None:
     model, tok = tiny_model_and_tokenizer("qwen2")
     eager, compiled = SoftThinkingEngine(model, tok), SoftThinkingEngine(model, tok, compile_step=True)
     cfg = soft_cfg(top_k=-1, top_p=0.9)
-    prompts = [PROMPTS[i % 4] + str(i) for i in range(6)]
-    ref = eager.generate(prompts, cfg, max_new_tokens=24, seed=2)
-    got = compiled.generate(prompts, cfg, max_new_tokens=24, seed=2)
-    assert len({len(s.token_ids) for s in ref}) > 1  # rows left: batch sizes 6 .. 1, all bucket 8
+    prompts = [("abc" * (1 + i % 7))[: 2 + (5 * i) % 17] + str(i) for i in range(8)]
+    ref = eager.generate(prompts, cfg, max_new_tokens=48, seed=2)
+    got = compiled.generate(prompts, cfg, max_new_tokens=48, seed=2)
+    assert len({len(s.token_ids) for s in ref}) > 1  # a row left at EOS: batch 8 then 7, both bucket 8
     for a, b in zip(got, ref):
         assert a.token_ids == b.token_ids and torch.equal(a.trace.ids, b.trace.ids)
         torch.testing.assert_close(a.trace.q, b.trace.q, rtol=0, atol=1e-5)
