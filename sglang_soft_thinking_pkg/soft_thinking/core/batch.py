@@ -34,7 +34,8 @@ row's ``(seed, position)``; tests feed the uniforms of per-row generators to com
 Cost: only the kinds in ``BatchSpec.kinds`` are drawn (each for every row), and every Philox block
 the step needs comes from one stacked evaluation (:func:`uniform_layout`). :func:`sample_step`
 (uniforms + step) is the whole per-step sampling as one function; measured on torch 2.13 (CPU, B=32):
-a gumbel-only step is ~400 aten kernel ops eager (~3,100 before; all four kinds ~550, was ~3,500),
+a gumbel-only step is ~400 aten kernel ops eager (466 with views; 853 before, 556 of them Philox),
+the default all-kinds spec ~550 (628 with views; 3,571 before),
 and ``torch.compile(sample_step, fullgraph=True)`` turns it into ~25 fused kernels
 (tests/core/test_sample_graph.py).
 """
