@@ -571,6 +571,7 @@ def test_compiled_step_matches_eager_and_compiles_once_per_bucket() -> None:
     import torch._dynamo
 
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # reset() keeps the counters: count this test's graphs only
     model, tok = tiny_model_and_tokenizer("qwen2")
     eager, compiled = SoftThinkingEngine(model, tok), SoftThinkingEngine(model, tok, compile_step=True)
     cfg = soft_cfg(top_k=-1, top_p=0.9)
