@@ -214,7 +214,9 @@ def test_compiled_table_flag_and_padded_bucket_step_equal_eager() -> None:
     from soft_thinking.engines.sglang import hooks
 
     assert hooks.compile_flag({}) is False and hooks.compile_flag({"SOFTGRPO_SGLANG_COMPILE": "1"}) is True
-    with pytest.raises(hooks.SettingsError, match="SOFTGRPO_SGLANG_COMPILE='yes' is invalid: allowed '0' or '1'"):
+    assert hooks.compile_flag({}, device="cuda:0") is True  # auto: compiled on CUDA, eager on CPU
+    assert hooks.compile_flag({"SOFTGRPO_SGLANG_COMPILE": "0"}, device="cuda") is False
+    with pytest.raises(hooks.SettingsError, match="SOFTGRPO_SGLANG_COMPILE='yes' is invalid: allowed 'auto', '0' or '1'"):
         hooks.compile_flag({"SOFTGRPO_SGLANG_COMPILE": "yes"})
     model = TinyModel()
     spec = BatchSpec(k_max=K, width=8, params=SoftThinkingConfig().noise_params())

@@ -1,4 +1,4 @@
-"""Soft thinking inside SGLang (0.5.12, checked on 0.5.23) through its plug-in API, without a fork.
+"""Soft thinking inside SGLang (0.5.12 and 0.5.12.post1, the contract-tested range) through its plug-in API, without a fork.
 
 - ``settings``: per-request flags from ``custom_params``; ``refusals``: incompatible server settings;
 - ``table``: per-slot device state; ``mixture``: the in-graph soft input; ``codec``: the trace rows;

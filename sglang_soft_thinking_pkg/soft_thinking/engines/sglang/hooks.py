@@ -1,4 +1,4 @@
-"""The four SGLang hooks (sglang 0.5.12, checked on 0.5.23; names in ``../shared/notes/sglang-0.5.12-plugin.md``).
+"""The four SGLang hooks (sglang 0.5.12 and 0.5.12.post1; names in ``../shared/notes/sglang-0.5.12-plugin.md``).
 
 ====================================================================  ======  =====================================
 target                                                                type    job
@@ -138,7 +138,7 @@ def after_load_model(result: Any, runner: Any, *args: Any, **kwargs: Any) -> Non
         return
     model = runner.model
     device = next(model.parameters()).device
-    table = SlotTable(st.spec(), rows=TABLE_ROWS, device=device, compile_step=compile_flag())
+    table = SlotTable(st.spec(), rows=TABLE_ROWS, device=device, compile_step=compile_flag(device=device))
     runner._softgrpo_table = table
     wrap_forward(model, table, model.get_input_embeddings())
     logger.info("soft-thinking plug-in active: table %d x %d, candidate width %d", TABLE_ROWS, st.k_max, st.width)
@@ -212,11 +212,17 @@ def around_sample(original: Any, runner: Any, logits_output: Any, forward_batch:
     return out
 
 
-def compile_flag(environ: Any = os.environ) -> bool:
-    """``SOFTGRPO_SGLANG_COMPILE=1``: the sample step runs as one ``torch.compile`` graph per batch bucket."""
-    raw = environ.get("SOFTGRPO_SGLANG_COMPILE", "0").strip()
-    if raw not in ("0", "1"):
-        raise SettingsError(f"SOFTGRPO_SGLANG_COMPILE={raw!r} is invalid: allowed '0' or '1'")
+def compile_flag(environ: Any = os.environ, device: torch.device | str = "cpu") -> bool:
+    """Whether the sample step runs as one ``torch.compile`` graph per batch bucket.
+
+    ``SOFTGRPO_SGLANG_COMPILE``: ``auto`` (default) compiles on CUDA, where each eager aten op is a kernel
+    launch, and stays eager on CPU; ``1`` / ``0`` force it on / off (floats differ from eager by ~1e-6).
+    """
+    raw = environ.get("SOFTGRPO_SGLANG_COMPILE", "auto").strip()
+    if raw not in ("auto", "0", "1"):
+        raise SettingsError(f"SOFTGRPO_SGLANG_COMPILE={raw!r} is invalid: allowed 'auto', '0' or '1'")
+    if raw == "auto":
+        return torch.device(device).type == "cuda"
     return raw == "1"
 
 
