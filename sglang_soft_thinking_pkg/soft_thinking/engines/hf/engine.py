@@ -26,6 +26,10 @@ a step whose answer-phase nucleus does not fit (``truncated``) is recomputed wit
 result is always exact. ``step="decode_step"`` keeps the original per-group path;
 ``compile_step=True`` runs the step through ``torch.compile(fullgraph=True)`` (inductor may reorder
 float sums: floats within a few ulps of the eager step; one compilation per batch bucket).
+
+The KV cache (``kv_cache="preallocated"``, the default) writes each step into buffers sized for the
+prompt plus the token budget (:mod:`.cache`) instead of transformers' per-step ``torch.cat``: the
+same values, bit-identical samples; ``kv_cache="dynamic"`` keeps transformers' ``DynamicCache``.
 """
 
 from __future__ import annotations
@@ -57,10 +61,12 @@ from soft_thinking.engines.base import (
     resolve_think_end,
     sample_seed,
 )
+from soft_thinking.engines.hf.cache import preallocated_cache
 
 __all__ = ["BatchStepper", "EngineError", "Sample", "SoftThinkingEngine", "resolve_think_end", "sample_seed"]
 
 STEPS = ("batched", "decode_step")
+KV_CACHES = ("preallocated", "dynamic")
 
 
 class BatchStepper:
@@ -129,9 +135,13 @@ class SoftThinkingEngine:
         dtype: torch.dtype | None = None,
         step: str = "batched",
         compile_step: bool = False,
+        kv_cache: str = "preallocated",
     ) -> None:
         if step not in STEPS:
             raise EngineError(f"step={step!r}: allowed {STEPS}")
+        if kv_cache not in KV_CACHES:
+            raise EngineError(f"kv_cache={kv_cache!r}: allowed {KV_CACHES}")
+        self.kv_cache = kv_cache
         if compile_step and step != "batched":
             raise EngineError("compile_step=True needs step='batched'")
         self.step, self.compile_step = step, compile_step
@@ -261,7 +271,8 @@ class SoftThinkingEngine:
             input_ids[r, plen - len(p) :] = torch.tensor(p, device=dev)
             attn[r, plen - len(p) :] = 1
         positions = (attn.cumsum(-1) - 1).clamp_min(0)
-        cache = DynamicCache(config=self.model.config)
+        cache = (preallocated_cache(self.model.config, plen + steps) if self.kv_cache == "preallocated"
+                 else DynamicCache(config=self.model.config))
         out = self.model(
             input_ids=input_ids, attention_mask=attn, position_ids=positions,
             past_key_values=cache, use_cache=True, logits_to_keep=1,
