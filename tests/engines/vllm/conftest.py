@@ -1,4 +1,7 @@
-"""Shared vLLM fixtures: one SmolLM2 engine with the plug-in per test session (start-up takes minutes on CPU).
+"""Shared vLLM fixtures: one SmolLM2 engine with the plug-in for this folder (start-up takes minutes on CPU).
+
+The engine is closed as soon as this folder's last test has run (``pytest_runtest_teardown`` below), so its
+busy worker process does not keep a core for the rest of the session.
 
 The engine is built so that every test also exercises the hard paths: ``max_num_batched_tokens=64``
 chunks long prompts, a KV cache of 448 tokens (14 blocks of 32) preempts concurrent requests,
@@ -8,9 +11,24 @@ prefix caching is on. Skips cleanly, naming the reason, when vllm is not install
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from vllm_common import SKIP_REASON, VLLM_MISSING, engine_options  # this folder is on sys.path (rootdir mode)
+
+HERE = Path(__file__).resolve().parent
+_OPEN: list = []
+
+
+def _close_engines() -> None:
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def pytest_runtest_teardown(item, nextitem) -> None:
+    """After this folder's last test (the next one is elsewhere, or none): close the engine now."""
+    if nextitem is None or HERE not in Path(nextitem.path).resolve().parents:
+        _close_engines()
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +46,9 @@ def vllm_engine(smol_path):
     from soft_thinking.engines.vllm.client import VLLMEngine
 
     eng = VLLMEngine(smol_path, **engine_options())
+    _OPEN.append(eng)
     yield eng
-    eng.close()
+    _close_engines()
 
 
 @pytest.fixture(scope="session")
