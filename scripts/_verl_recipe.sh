@@ -10,11 +10,15 @@
 #   RUN_DIR         checkpoints, validation, metrics.jsonl  (default: runs/verl/<experiment>, in the repo's
 #                                                            git-ignored runs/; nothing else is written:
 #                                                            main_ppo keeps no Hydra outputs/ folder)
+#   ROLLOUT         rollout engine: sglang or vllm          (default: sglang; vllm = verl's vLLM server with the
+#                                                            SofT-GRPO vLLM plug-in on soft arms, stock vLLM on
+#                                                            GRPO; install with setup.sh --gpu-vllm)
 #   PYTHON          interpreter                             (default: the repo's .venv/bin/python if it
 #                                                            exists, else python3 on PATH)
 #   DRY_RUN         1: check everything with main_ppo (no Ray, nothing written) and print the overrides,
 #                   one per line, then the Ray runtime env the job gets (SOFTGRPO_SGLANG switch and
-#                   SOFTGRPO_SGLANG_CONFIG of the soft arms, attention implementation) as `#` lines;
+#                   SOFTGRPO_SGLANG_CONFIG of the soft arms, or with ROLLOUT=vllm SOFTGRPO_VLLM_CONFIG,
+#                   SOFTGRPO_VLLM_MAX_TOPK and SOFTGRPO_VLLM_WIDTH; attention implementation) as `#` lines;
 #                   overrides: print the overrides only (no Python); unset or 0: run
 # At start-up main_ppo logs the attention implementation (sdpa unless flash_attn imports) and the
 # SGLang plug-in variables. Multi-node: start Ray yourself (`ray start --head` on node 0,
@@ -57,11 +61,16 @@ run_recipe() {
   local gpus=${GPUS_PER_NODE-$default_gpus}
   local run_dir=${RUN_DIR-runs/verl/$experiment}
   local dry=${DRY_RUN-}
+  local rollout=${ROLLOUT-sglang}
   _positive_int NNODES "$nnodes"
   _positive_int GPUS_PER_NODE "$gpus"
   [ -n "$model" ] || _recipe_fail "MODEL_PATH is empty: allowed a Hugging Face model id or a model folder"
   [ -n "$data" ] || _recipe_fail "DATA_DIR is empty: allowed the folder written by scripts/prepare_data.sh"
   [ -n "$run_dir" ] || _recipe_fail "RUN_DIR is empty: allowed a folder for checkpoints and metrics"
+  case "$rollout" in
+    sglang | vllm) ;;
+    *) _recipe_fail "ROLLOUT=$rollout is invalid: allowed sglang or vllm" ;;
+  esac
   case "$dry" in
     "" | 0 | 1 | overrides) ;;
     *) _recipe_fail "DRY_RUN=$dry is invalid: allowed 1, overrides, 0 or unset" ;;
@@ -84,6 +93,7 @@ run_recipe() {
     "trainer.default_local_dir=$run_dir/checkpoints"
     "trainer.validation_data_dir=$run_dir/validation"
     "trainer.resume_mode=auto"
+    "actor_rollout_ref.rollout.name=$rollout"
     "actor_rollout_ref.actor.fsdp_config.param_offload=true"
     "actor_rollout_ref.actor.fsdp_config.optimizer_offload=true"
     "actor_rollout_ref.ref.fsdp_config.param_offload=true"

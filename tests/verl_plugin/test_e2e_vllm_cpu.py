@@ -31,7 +31,10 @@ ENV = {"VERL_PLATFORM": "cpu", "SOFTGRPO_GRADE_WORKERS": "1", "OMP_NUM_THREADS":
 VLLM = ["actor_rollout_ref.rollout.name=vllm", "trainer.n_gpus_per_node=1",
         "+actor_rollout_ref.rollout.enable_sleep_mode=false", "actor_rollout_ref.rollout.free_cache_engine=false",
         "actor_rollout_ref.rollout.enforce_eager=true", "actor_rollout_ref.rollout.max_num_seqs=16",
-        "+actor_rollout_ref.rollout.engine_kwargs.vllm.kv_cache_memory_bytes=16777216"]
+        "+actor_rollout_ref.rollout.engine_kwargs.vllm.kv_cache_memory_bytes=16777216",
+        "data.train_batch_size=2", "actor_rollout_ref.rollout.n=2", "data.max_response_length=16",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
+        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=4"]
 
 
 @pytest.fixture(scope="module")

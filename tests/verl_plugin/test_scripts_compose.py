@@ -150,7 +150,7 @@ def test_cpu_config_and_bad_values_are_named():
     check_config(cfg)
     with pytest.raises(SoftGRPOConfigError, match=r"actor_rollout_ref.rollout.calculate_log_probs=False"):
         check_config(_compose(["--config-name=cpu_tiny", "actor_rollout_ref.rollout.calculate_log_probs=false"]))
-    with pytest.raises(SoftGRPOConfigError, match=r"actor_rollout_ref.rollout.name='vllm'"):
-        check_config(_compose(["--config-name=cpu_tiny", "actor_rollout_ref.rollout.name=vllm"]))
+    with pytest.raises(SoftGRPOConfigError, match=r"actor_rollout_ref.rollout.name='trtllm'"):
+        check_config(_compose(["--config-name=cpu_tiny", "actor_rollout_ref.rollout.name=trtllm"]))
     with pytest.raises(Exception, match="gumbel_softmax_temperature"):
         check_config(_compose(["--config-name=cpu_tiny", "soft_thinking.gumbel_softmax_temperature=0"]))

@@ -14,6 +14,12 @@
   (:data:`~soft_thinking.engines.sglang.hooks.SERVER_FIELDS`) from the run's own ``soft_thinking``
   section; the discrete arm gets ``off`` (stock SGLang). Both go into
   ``ray_kwargs.ray_init.runtime_env.env_vars``, which Ray gives every worker and actor of the job.
+* **The vLLM plug-in** (:func:`vllm_env`): with ``rollout.name=vllm`` the soft arm's servers and their
+  workers read ``SOFTGRPO_VLLM_CONFIG`` (the same server-wide settings, from the ``soft_thinking``
+  section), ``SOFTGRPO_VLLM_MAX_TOPK`` (K) and ``SOFTGRPO_VLLM_WIDTH`` (the candidate width: at least K
+  and the soft ``top_k``) (:mod:`soft_thinking.engines.vllm.settings`); the plug-in is switched on per
+  server by :mod:`softgrpo.verl_plugin.vllm_rollout` (soft arm only), so the discrete arm gets nothing
+  and runs stock vLLM.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ ATTN_ALLOWED = ("sdpa", "eager", "flash_attention_2")
 ENV_KEY = "ray_kwargs.ray_init.runtime_env.env_vars"
 MODE_ENV = "SOFTGRPO_SGLANG"
 CONFIG_ENV = "SOFTGRPO_SGLANG_CONFIG"
+VLLM_CONFIG_ENV = "SOFTGRPO_VLLM_CONFIG"
+VLLM_MAX_TOPK_ENV = "SOFTGRPO_VLLM_MAX_TOPK"
+VLLM_WIDTH_ENV = "SOFTGRPO_VLLM_WIDTH"
+VLLM_DEFAULT_WIDTH = 32
 
 
 class LaunchError(SoftGRPOError):
@@ -101,21 +111,45 @@ def sglang_env(config: DictConfig, soft: SoftThinkingConfig) -> dict[str, str]:
     return want
 
 
-def _as_json(raw: Any) -> Any:
+def _as_json(raw: Any, name: str = CONFIG_ENV) -> Any:
     try:
         return json.loads(str(raw))
     except json.JSONDecodeError as err:
-        raise LaunchError(f"{ENV_KEY}.{CONFIG_ENV}={raw!r} is not JSON ({err})") from None
+        raise LaunchError(f"{ENV_KEY}.{name}={raw!r} is not JSON ({err})") from None
+
+
+def vllm_env(config: DictConfig, soft: SoftThinkingConfig) -> dict[str, str]:
+    """The vLLM plug-in's variables for a soft vLLM rollout (empty otherwise); checks the user's own."""
+    if OmegaConf.select(config, "actor_rollout_ref.rollout.name") != "vllm" or not soft.enable_soft_thinking:
+        return {}
+    current = OmegaConf.select(config, ENV_KEY, default=None) or {}
+    want = {VLLM_CONFIG_ENV: server_settings(soft), VLLM_MAX_TOPK_ENV: str(soft.max_topk),
+            VLLM_WIDTH_ENV: str(max(VLLM_DEFAULT_WIDTH, soft.max_topk, soft.top_k))}
+    given = current.get(VLLM_CONFIG_ENV)
+    if given is not None and _as_json(given, VLLM_CONFIG_ENV) != json.loads(want[VLLM_CONFIG_ENV]):
+        raise LaunchError(f"{ENV_KEY}.{VLLM_CONFIG_ENV}={given!r} differs from the soft_thinking section "
+                          f"({want[VLLM_CONFIG_ENV]}): set soft_thinking.* instead (the variable is derived from it)")
+    for name in (VLLM_MAX_TOPK_ENV, VLLM_WIDTH_ENV):
+        value = current.get(name)
+        if value is None:
+            continue
+        if not str(value).isdigit() or int(value) < int(want[name]):
+            raise LaunchError(f"{ENV_KEY}.{name}={value!r} is invalid: allowed an integer >= {want[name]} "
+                              "(soft_thinking.max_topk / top_k must fit)")
+        want[name] = str(value)
+    return want
 
 
 def apply_launch_settings(config: DictConfig, soft: SoftThinkingConfig) -> dict[str, str]:
-    """Attention keys and the SGLang variables into ``config``; returns the variables added."""
+    """Attention keys and the SGLang or vLLM variables into ``config``; returns the variables added."""
     apply_attention(config)
-    env = sglang_env(config, soft)
+    engine = OmegaConf.select(config, "actor_rollout_ref.rollout.name")
+    env = sglang_env(config, soft) or vllm_env(config, soft)
     if env:
         with open_dict(config):
             for key, value in env.items():
                 OmegaConf.update(config, f"{ENV_KEY}.{key}", value, merge=False)
-        print(f"softgrpo: SGLang rollout servers get {' '.join(f'{k}={v}' for k, v in env.items())}",
+        name = {"sglang": "SGLang", "vllm": "vLLM"}.get(engine, engine)
+        print(f"softgrpo: {name} rollout servers get {' '.join(f'{k}={v}' for k, v in env.items())}",
               file=sys.stderr, flush=True)
     return env

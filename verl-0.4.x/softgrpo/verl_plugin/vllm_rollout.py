@@ -56,6 +56,10 @@ class SoftVLLMHttpServer(vLLMHttpServer):
         super()._post_init(cuda_visible_devices)
         if self._disaggregation_role != "null":
             raise SoftGRPOError("SofT-GRPO's vLLM rollout does not support prefill/decode disaggregation")
+        self._init_soft()
+
+    def _init_soft(self) -> None:
+        """The soft section, the arm, and (soft arm) the plug-in's engine settings, checked before launch."""
         self._soft_section = soft_section(self.config.custom)
         self._soft_on = bool(self._soft_section.get("enable_soft_thinking", SoftThinkingConfig().enable_soft_thinking))
         self._think_end: tuple[int, ...] = ()
@@ -64,8 +68,8 @@ class SoftVLLMHttpServer(vLLMHttpServer):
             from soft_thinking.engines.vllm.client import engine_kwargs
 
             # refusals (V2 runner, speculative / pipeline parallel), VLLM_USE_V2_MODEL_RUNNER=0, wrapper architecture
-            given = {k: v for k, v in self._engine_kwargs().items() if k in ("speculative_config",
-                                                                            "pipeline_parallel_size")}
+            given = {k: v for k, v in self._engine_kwargs().items()
+                     if k in ("speculative_config", "pipeline_parallel_size")}
             self._plugin_kwargs = engine_kwargs(self.model_config.local_path, **given)
             if not self._soft_section.get("soft_until_eos"):
                 from soft_thinking.engines.hf.engine import resolve_think_end
