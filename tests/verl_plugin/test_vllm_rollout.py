@@ -100,13 +100,17 @@ def tiny_path(tmp_path_factory) -> str:
 
 
 def _server(path: str, soft: bool, **engine: object):
+    from softgrpo.verl_plugin.vllm_dist_alias import install_alias
+
+    install_alias()  # what the plug-in does on VERL_PLATFORM=cpu: verl reads vLLM's version under "vllm"
     from softgrpo.verl_plugin.vllm_rollout import SoftVLLMHttpServer
 
     server = object.__new__(SoftVLLMHttpServer)
     server.config = OmegaConf.create({
         "custom": {"soft_thinking": {"enable_soft_thinking": soft, "max_topk": 3, "soft_until_eos": True}},
         "engine_kwargs": {"vllm": dict(engine)}, "quantization": None, "quantization_config_file": None,
-        "qat": {}, "checkpoint_engine": None})
+        "qat": {}, "checkpoint_engine": None, "temperature": 1.0, "top_p": 0.95, "top_k": 5,
+        "logprobs_mode": "processed_logprobs"})
     server.model_config = _ModelConfig(path)
     server._init_soft()
     return server
@@ -137,6 +141,7 @@ def test_soft_arm_fills_verls_hooks(tiny_path, monkeypatch):
     kwargs = {}
     plain._preprocess_engine_kwargs(kwargs)
     assert "logits_processors" not in kwargs and "enable_prefix_caching" not in kwargs
+    assert kwargs["logprobs_mode"] == "raw_logprobs"  # T=1 with top-k/top-p: the replay's log softmax(z)
     assert plain._get_worker_extension_cls() == (CPU_EXTENSION if not torch.cuda.is_available() else
                                                  "verl.workers.rollout.vllm_rollout.utils.vLLMColocateWorkerExtension")
 
@@ -169,3 +174,33 @@ def test_vllm_name_resolves_to_our_replica_once(monkeypatch):
     from verl.workers.rollout.vllm_rollout.vllm_async_server import vLLMReplica
 
     assert issubclass(replica, vLLMReplica)
+
+
+@needs_vllm
+def test_soft_arm_on_cuda_asks_for_piecewise_graphs(tiny_path, monkeypatch):
+    """GPU readiness without a GPU: verl's default FULL_AND_PIECEWISE would capture the Python-side injection."""
+    monkeypatch.delenv("VLLM_USE_V2_MODEL_RUNNER", raising=False)
+    soft = _server(tiny_path, True)
+    from softgrpo.verl_plugin import vllm_rollout
+
+    monkeypatch.setattr(vllm_rollout, "on_cuda", lambda: True)
+    kwargs: dict = {}
+    soft._preprocess_engine_kwargs(kwargs)
+    assert kwargs["compilation_config"] == {"cudagraph_mode": "PIECEWISE"}
+    with pytest.raises(SoftGRPOError, match="cudagraph_mode='FULL_AND_PIECEWISE' is refused"):
+        soft._preprocess_engine_kwargs({"compilation_config": {"cudagraph_mode": "FULL_AND_PIECEWISE"}})
+    kwargs = {"compilation_config": {"cudagraph_mode": "NONE", "cudagraph_capture_sizes": [1, 2]}}
+    soft._preprocess_engine_kwargs(kwargs)
+    assert kwargs["compilation_config"] == {"cudagraph_mode": "NONE", "cudagraph_capture_sizes": [1, 2]}
+
+
+def test_discrete_logprobs_mode_is_the_replays_density():
+    from softgrpo.verl_plugin.vllm_trace import discrete_logprobs_mode
+
+    assert discrete_logprobs_mode(0.7, 1.0, -1, "processed_logprobs") == "processed_logprobs"  # no filter: exact
+    assert discrete_logprobs_mode(1.0, 0.95, 5, "processed_logprobs") == "raw_logprobs"  # filtered, T=1
+    assert discrete_logprobs_mode(0.7, 1.0, 0, "raw_logprobs") == "processed_logprobs"
+    with pytest.raises(SoftGRPOError, match="temperature=0.7 with top_k=5/top_p=0.95"):
+        discrete_logprobs_mode(0.7, 0.95, 5, "processed_logprobs")
+    with pytest.raises(SoftGRPOError, match="logprobs_mode='raw_logits' is invalid"):
+        discrete_logprobs_mode(1.0, 1.0, -1, "raw_logits")

@@ -19,7 +19,9 @@
     the trace is popped from the worker (``softgrpo_pop_traces``) into
     ``extra_fields["softgrpo_trace"]`` and ``log_probs`` become the trace's per-step densities.
     Discrete arm -- stock verl on vLLM (no processor, verl's extension), plus a discrete trace from
-    vLLM's token log-probs, so both arms run the same agent loop, trainer and replay metrics.
+    vLLM's token log-probs, so both arms run the same agent loop, trainer and replay metrics; vLLM is
+    asked for the log-probs the replay computes (``log softmax(z / T)`` over the whole vocabulary,
+    :func:`~softgrpo.verl_plugin.vllm_trace.discrete_logprobs_mode`).
 * ``SoftVLLMReplica(vLLMReplica)``: verl's replica with ``server_class`` swapped; registered under the
   name ``vllm`` by a loader that runs verl's own loader first (:mod:`softgrpo.verl_plugin.registration`).
   verl's ``ServerAdapter`` (weight sync) is untouched.
@@ -43,10 +45,15 @@ from soft_thinking.errors import SoftGRPOError
 from softgrpo.verl_plugin.fields import TRACE_KEY
 from softgrpo.verl_plugin.settings import soft_config, soft_section
 from softgrpo.verl_plugin.sglang_trace import request_seed
-from softgrpo.verl_plugin.vllm_trace import discrete_vllm_trace, vllm_soft_params
+from softgrpo.verl_plugin.vllm_trace import discrete_logprobs_mode, discrete_vllm_trace, vllm_soft_params
 from softgrpo.verl_plugin.vllm_worker import CPU_EXTENSION, EXTENSION
 
 KEY_PREFIX = "softgrpo-"
+
+
+def on_cuda() -> bool:
+    """Whether this server's engine runs on CUDA (PIECEWISE graphs, verl's own IPC weight sync)."""
+    return torch.cuda.is_available()
 
 
 class SoftVLLMHttpServer(vLLMHttpServer):
@@ -64,6 +71,8 @@ class SoftVLLMHttpServer(vLLMHttpServer):
         self._soft_on = bool(self._soft_section.get("enable_soft_thinking", SoftThinkingConfig().enable_soft_thinking))
         self._think_end: tuple[int, ...] = ()
         self._plugin_kwargs: dict[str, Any] = {}
+        self._logprobs_mode = None if self._soft_on else discrete_logprobs_mode(
+            self.config.temperature, self.config.top_p, self.config.top_k, self.config.logprobs_mode)
         if self._soft_on:
             from soft_thinking.engines.vllm.client import engine_kwargs
 
@@ -88,6 +97,8 @@ class SoftVLLMHttpServer(vLLMHttpServer):
     def _preprocess_engine_kwargs(self, engine_kwargs: dict) -> None:
         super()._preprocess_engine_kwargs(engine_kwargs)
         if not self._soft_on:
+            if self._logprobs_mode != self.config.logprobs_mode:
+                engine_kwargs["logprobs_mode"] = self._logprobs_mode
             return
         engine_kwargs["logits_processors"] = self._plugin_kwargs["logits_processors"]
         if engine_kwargs.get("enable_prefix_caching"):
@@ -95,7 +106,7 @@ class SoftVLLMHttpServer(vLLMHttpServer):
                                 "on the soft arm (prefix-cache blocks are hashed by visible ids, not mixtures): "
                                 "allowed false or unset")
         engine_kwargs["enable_prefix_caching"] = False
-        if torch.cuda.is_available():
+        if on_cuda():
             compilation = dict(engine_kwargs.get("compilation_config") or {})
             mode = compilation.setdefault("cudagraph_mode", "PIECEWISE")
             if mode not in ("PIECEWISE", "NONE"):
@@ -106,7 +117,7 @@ class SoftVLLMHttpServer(vLLMHttpServer):
     def _get_worker_extension_cls(self) -> str:
         if self._soft_on:
             return EXTENSION
-        return super()._get_worker_extension_cls() if torch.cuda.is_available() else CPU_EXTENSION
+        return super()._get_worker_extension_cls() if on_cuda() else CPU_EXTENSION
 
     async def launch_server(self, *args: Any, **kwargs: Any) -> None:
         await super().launch_server(*args, **kwargs)

@@ -7,8 +7,12 @@
   row, so vLLM returns the core's token whatever these are, and the rollout's T/top-p/top-k travel in
   the flags (they are the config's);
 * :func:`discrete_vllm_trace` -- the trace of a stock vLLM request: every step discrete,
-  ``ids[t] = [token]``, log-probs = vLLM's token log-probs (verl asks for ``logprobs=0`` and
-  ``logprobs_mode=processed_logprobs``: ``log softmax(z / T)`` after top-k/top-p).
+  ``ids[t] = [token]``, log-probs = vLLM's token log-probs (verl asks for ``logprobs=0``);
+* :func:`discrete_logprobs_mode` -- which vLLM ``logprobs_mode`` gives the discrete step's density the
+  replay computes, ``log softmax(z / T)[token]`` over the whole vocabulary (the core's discrete
+  log-prob). vLLM's ``processed_logprobs`` (verl's default) is taken after top-k/top-p
+  (``v1/sample/sampler.py``: renormalised over the kept tokens), ``raw_logprobs`` before temperature:
+  the first is exact when top-k/top-p are off, the second when ``T = 1``; otherwise no mode is.
 """
 
 from __future__ import annotations
@@ -24,6 +28,24 @@ from soft_thinking.errors import SoftGRPOError
 from softgrpo.verl_plugin.sglang_trace import discrete_sglang_trace
 
 NEUTRAL = {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
+LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")
+
+
+def discrete_logprobs_mode(temperature: float, top_p: float, top_k: int, configured: str) -> str:
+    """The ``logprobs_mode`` whose token log-prob is ``log softmax(z / T)`` (module doc), else an error."""
+    if configured not in LOGPROBS_MODES:
+        raise SoftGRPOError(f"actor_rollout_ref.rollout.logprobs_mode={configured!r} is invalid for the replay: "
+                            f"allowed {LOGPROBS_MODES}")
+    filtered = (top_k is not None and int(top_k) > 0) or float(top_p) < 1.0
+    if not filtered and configured == "processed_logprobs":
+        return configured
+    if float(temperature) == 1.0:
+        return "raw_logprobs"
+    if not filtered:
+        return "processed_logprobs"
+    raise SoftGRPOError(f"actor_rollout_ref.rollout.temperature={temperature} with top_k={top_k}/top_p={top_p}: "
+                        "vLLM returns no log softmax(z / T) over the whole vocabulary for the discrete trace; "
+                        "allowed temperature 1.0, or top_k -1 and top_p 1.0")
 
 
 def vllm_soft_params(sampling_params: dict[str, Any], cfg: SoftThinkingConfig, seed: int, key: str) -> dict[str, Any]:
