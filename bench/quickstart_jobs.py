@@ -4,7 +4,7 @@
 
 Runs the seed's warm start once (``--stage warmstart``), copies it into a fresh folder per
 ``--jobs`` value and times ``python -m softgrpo.quickstart --jobs J`` there (the warm start is
-reused, so only the three RL arms and the four checkpoints' evaluations run), one value at a time.
+reused, so only the default run's RL arms and checkpoint evaluations run), one value at a time.
 Every value must give byte-identical evaluation files (each process runs one thread, seeded): the
 JSON records that check, the seconds and the speed-up over ``--jobs 1``. Exit status 1 when the
 results differ.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.warmstart import run_quickstart
 from soft_thinking.io import atomic_write_json
-from softgrpo.quickstart import CHECKPOINTS
+from softgrpo.quickstart.pipeline import QuickstartArgs
 
 OUT = Path(__file__).resolve().parent / "results" / "quickstart_jobs.json"
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(tmp) / f"jobs{jobs}"
             shutil.copytree(start, out / f"seed{args.seed}" / "start")
             _, seconds[jobs] = run_quickstart(out, "--seed", str(args.seed), "--jobs", str(jobs))
-            evals[jobs] = [(out / f"seed{args.seed}" / f"eval_{c}.json").read_bytes() for c in CHECKPOINTS]
+            evals[jobs] = [(out / f"seed{args.seed}" / f"eval_{c}.json").read_bytes() for c in QuickstartArgs().checkpoints]
             print(json.dumps({"jobs": jobs, "seconds": round(seconds[jobs], 1)}), flush=True)
     identical = all(e == evals[1] for e in evals.values())
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),

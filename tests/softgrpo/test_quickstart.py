@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 
 from softgrpo.quickstart import ARMS, CHECKPOINTS, MODES
-from softgrpo.quickstart.__main__ import main
+from softgrpo.quickstart.__main__ import main, parse_args
 from softgrpo.quickstart.report import aggregate, k_columns, learning_failures, over_seeds
 
 
 @pytest.fixture(scope="module")
 def fast_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One smoke run in this process (``--jobs 1``), shared by the tests below."""
+    """One smoke run of every arm in this process (``--jobs 1 --arms all``), shared by the tests below."""
     out = tmp_path_factory.mktemp("quickstart") / "qs"
-    assert main(["--fast", "--jobs", "1", "--out", str(out), "trainer.progress=false"]) == 0
+    assert main(["--fast", "--jobs", "1", "--arms", "all", "--out", str(out), "trainer.progress=false"]) == 0
     return out
 
 
@@ -46,15 +46,27 @@ def test_fast_quickstart_writes_every_output_and_says_smoke(fast_run: Path) -> N
 
 
 def test_side_by_side_processes_give_the_same_results(fast_run: Path, tmp_path: Path) -> None:
-    """``--jobs 3`` (spawned processes, evaluations queued behind their arms) changes only the wall time."""
+    """``--jobs 3`` (spawned processes, evaluations queued behind their arms) changes only the wall time, and
+    the default arms (GRPO, SofT-GRPO) give the same files as the run of every arm."""
     out = tmp_path / "qs"
     assert main(["--fast", "--jobs", "3", "--out", str(out), "trainer.progress=false"]) == 0
-    for checkpoint in CHECKPOINTS:
+    run = json.loads((out / "summary.json").read_text())["runs"][0]
+    assert set(run["eval"]) == {"start", "grpo", "softgrpo"} and set(run["train"]) == {"grpo", "softgrpo"}
+    assert not (out / "seed0" / "softgrpo_degenerate").exists()
+    assert "degenerate" not in (out / "report.md").read_text()
+    for checkpoint in ("start", "grpo", "softgrpo"):
         assert (out / "seed0" / f"eval_{checkpoint}.json").read_bytes() == \
             (fast_run / "seed0" / f"eval_{checkpoint}.json").read_bytes()
-    for arm in ARMS:
+    for arm in ("grpo", "softgrpo"):
         assert (out / "seed0" / arm / "final" / "model.safetensors").read_bytes() == \
             (fast_run / "seed0" / arm / "final" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("text, arms", [(None, ("grpo", "softgrpo")), ("all", tuple(ARMS)),
+                                        ("softgrpo_degenerate, grpo", ("grpo", "softgrpo_degenerate"))])
+def test_arms_default_to_grpo_and_softgrpo(tmp_path: Path, text: str | None, arms: tuple[str, ...]) -> None:
+    args, _ = parse_args(["--out", str(tmp_path / "qs"), *(["--arms", text] if text else [])])
+    assert args.arms == arms and args.checkpoints == ("start", *arms)  # in ARMS order, whatever the text's
 
 
 def test_missed_warm_start_exits_nonzero_and_writes_no_report(tmp_path: Path, capsys) -> None:

@@ -1,14 +1,15 @@
 """The embedded default: SofT-GRPO vs GRPO end to end on 2 CPU cores in under 8 minutes.
 
     python -m softgrpo.quickstart [--out runs/quickstart] [--seeds N | --seed S] [--stage all|warmstart]
-                                  [--fast] [key=value ...]
+                                  [--arms grpo,softgrpo | all] [--fast] [key=value ...]
 
 1. a tiny Qwen2 (char tokenizer, hidden 128, 4 layers) is warm-started by SFT on the synthetic
    arithmetic task's ``<think>`` scratchpads until its held-out greedy accuracy reaches the target;
    a seed that misses it stops the run with exit status 1 and no comparison;
-2. from that start, the same RL budget for GRPO (discrete rollouts), SofT-GRPO (Gumbel soft
-   thinking, the paper's estimator) and SofT-GRPO scoring single-candidate soft steps as discrete
-   (``soft_thinking.degenerate_as_discrete``), with ``configs/quickstart.yaml``;
+2. from that start, the same RL budget for GRPO (discrete rollouts) and SofT-GRPO (Gumbel soft
+   thinking, the paper's estimator), with ``configs/quickstart.yaml``; ``--arms all`` adds SofT-GRPO
+   scoring single-candidate soft steps as discrete (``softgrpo_degenerate``,
+   ``soft_thinking.degenerate_as_discrete``; no detectable effect over 3 seeds, so not by default);
 3. every checkpoint is evaluated on held-out problems with discrete and soft inference: eval's
    mean@n (= Pass@1) and unbiased Pass@k with bootstrap CIs over problems, and over seeds;
 4. ``<out>/``: ``report.md``, ``summary.json``, ``metrics.jsonl``, ``training_curves.png``,
@@ -29,19 +30,19 @@ from pathlib import Path
 
 from soft_thinking.errors import SoftGRPOError, exit_on_error
 from soft_thinking.runlock import hold_run_lock
-from softgrpo.quickstart.pipeline import ARMS, QuickstartArgs, run_seed, run_warm_start
+from softgrpo.quickstart.pipeline import ARMS, DEFAULT_ARMS, QuickstartArgs, run_seed, run_warm_start
 from softgrpo.quickstart.report import LearningCheckFailed, write_outputs
 from softgrpo.reference.sft import SFTConfig
 
 #: Config keys the quickstart sets itself, per arm and seed: an override of them would be silently replaced.
 NOT_OVERRIDABLE: dict[str, str] = {
-    "trainer.arm": "the quickstart trains every arm (grpo, softgrpo, softgrpo_degenerate)",
+    "trainer.arm": "the quickstart trains the arms of --arms (grpo, softgrpo, softgrpo_degenerate)",
     "trainer.default_local_dir": "each arm writes under --out/seed<S>/<arm>; use --out",
     "trainer.experiment_name": "named after --out, the seed and the arm",
     "trainer.seed": "use --seed S or --seeds N",
     "trainer.num_threads": "each arm runs one thread (use --jobs for processes, --threads for the warm start)",
     "actor_rollout_ref.model.path": "every arm starts from the warm-started tiny model",
-    "soft_thinking.degenerate_as_discrete": "it defines the softgrpo_degenerate arm",
+    "soft_thinking.degenerate_as_discrete": "it defines the softgrpo_degenerate arm (--arms all)",
     "soft_thinking.enable_soft_thinking": "trainer.arm decides it per arm",
     "data.train_files": "the warm start and the evaluation use the builtin arithmetic task",
     "data.data_source": "the quickstart grades the arithmetic task",
@@ -60,6 +61,8 @@ def parse_args(argv: list[str] | None) -> tuple[QuickstartArgs, str]:
     seeds.add_argument("--seed", type=int, default=None, help="run this one seed")
     p.add_argument("--stage", choices=("all", "warmstart"), default="all")
     p.add_argument("--fast", action="store_true", help="a smoke run of the plumbing (tiny budgets, no target)")
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
+                   help=f"comma-separated RL arms from {', '.join(ARMS)} (grpo always), or 'all'")
     p.add_argument("--jobs", type=int, default=d.jobs, help="arms/evaluations side by side (processes)")
     p.add_argument("--eval-problems", type=int, default=d.eval_problems)
     p.add_argument("--eval-n", type=int, default=d.eval_n)
@@ -81,6 +84,7 @@ def parse_args(argv: list[str] | None) -> tuple[QuickstartArgs, str]:
         if owner is not None:
             raise SoftGRPOError(f"override {item!r} is not honoured by the quickstart: {NOT_OVERRIDABLE[owner]}; "
                                 f"allowed any other config key (not {sorted(NOT_OVERRIDABLE)})")
+    arms = parse_arms(a.arms)
     seeds = (a.seed,) if a.seed is not None else tuple(range(a.seeds or 1))
     sft = SFTConfig(target_accuracy=a.sft_target, max_steps=a.sft_max_steps)
     eval_problems, eval_n, sft_eval = a.eval_problems, a.eval_n, a.sft_eval_problems
@@ -89,10 +93,19 @@ def parse_args(argv: list[str] | None) -> tuple[QuickstartArgs, str]:
         eval_problems, eval_n, sft_eval = 8, 4, 8
     args = QuickstartArgs(config=a.config, out=a.out, seeds=seeds, overrides=tuple(a.overrides), sft=sft.validate(),
                           sft_eval_problems=sft_eval, eval_problems=eval_problems, eval_n=eval_n, jobs=a.jobs,
-                          threads=a.threads, fast=a.fast)
-    for arm in ARMS:  # every arm's config validates before any work starts
+                          threads=a.threads, fast=a.fast, arms=arms)
+    for arm in arms:  # every arm's config validates before any work starts
         args.load_arm_config(seeds[0], arm, Path(a.out) / f"seed{seeds[0]}")
     return args, a.stage
+
+
+def parse_arms(text: str) -> tuple[str, ...]:
+    """``--arms``: ``all`` or a comma-separated subset of ``ARMS`` that includes ``grpo``; returned in ``ARMS`` order."""
+    names = list(ARMS) if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    allowed = f"'all' or a comma-separated subset of {', '.join(ARMS)} that includes grpo (the learning check's control)"
+    if not names or any(n not in ARMS for n in names) or "grpo" not in names or len(set(names)) != len(names):
+        raise SoftGRPOError(f"--arms={text!r}: allowed {allowed}")
+    return tuple(a for a in ARMS if a in names)
 
 
 @exit_on_error
@@ -111,7 +124,8 @@ def _run(args: QuickstartArgs, stage: str) -> int:
     t0 = time.perf_counter()
     runs = []
     for seed in args.seeds:
-        print(f"[quickstart] seed {seed}: warm start, {len(ARMS)} arms ({', '.join(ARMS)}), evaluation", flush=True)
+        print(f"[quickstart] seed {seed}: warm start, {len(args.arms)} arms ({', '.join(args.arms)}), evaluation",
+              flush=True)
         runs.append(run_seed(args, seed))
     try:
         report = write_outputs(args, runs, time.perf_counter() - t0)

@@ -40,6 +40,10 @@ ARMS: dict[str, tuple[str, ...]] = {
     "softgrpo": ("trainer.arm=softgrpo",),
     "softgrpo_degenerate": ("trainer.arm=softgrpo", "soft_thinking.degenerate_as_discrete=true"),
 }
+#: The arms a plain run trains: GRPO vs SofT-GRPO. The degenerate-step variant showed no detectable effect
+#: over 3 seeds (README) and is one flag away: ``--arms all`` or ``--arms grpo,softgrpo,softgrpo_degenerate``.
+DEFAULT_ARMS: tuple[str, ...] = ("grpo", "softgrpo")
+#: Every checkpoint name (the start and each arm's final model); a run evaluates ``QuickstartArgs.checkpoints``.
 CHECKPOINTS: tuple[str, ...] = ("start", *ARMS)
 MODES: tuple[str, ...] = ("discrete", "soft")
 #: The tiny Qwen2 (0.8 M parameters, character tokenizer) every seed starts from.
@@ -66,9 +70,11 @@ class QuickstartArgs:
         eval_problems: held-out problems of the final evaluation.
         eval_n: samples per problem and inference mode.
         jobs: processes that train arms and evaluate checkpoints side by side (one CPU thread each); the
-            default 3 trains the three arms at once (on 2 cores: 246 s vs 270 s with 2 and 449 s with 1).
+            default 3 runs the two default arms and the start's evaluation at once (measured with three arms
+            on 2 cores: 246 s vs 270 s with 2 and 449 s with 1).
         threads: CPU threads of the warm start (it runs alone, before the arms).
         fast: a smoke run of the plumbing (tiny budgets, no target): its numbers mean nothing.
+        arms: the RL arms to train, in ``ARMS`` order (``grpo`` always: it is the learning check's control).
     """
 
     config: str = str(DEFAULT_CONFIG)
@@ -82,6 +88,12 @@ class QuickstartArgs:
     jobs: int = 3
     threads: int = 2
     fast: bool = False
+    arms: tuple[str, ...] = DEFAULT_ARMS
+
+    @property
+    def checkpoints(self) -> tuple[str, ...]:
+        """The evaluated checkpoints: the start and every trained arm."""
+        return ("start", *self.arms)
 
     def arm_overrides(self, seed: int, arm: str, out: Path) -> list[str]:
         fast = ["trainer.total_training_steps=2", "trainer.save_freq=0", "data.train_size=256"] if self.fast else []
@@ -212,7 +224,7 @@ def evaluate_checkpoint(args: QuickstartArgs, seed: int, checkpoint: str) -> dic
 
 
 def run_stages(args: QuickstartArgs, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Train every arm and evaluate every checkpoint: (train infos in ``ARMS`` order, evals in ``CHECKPOINTS`` order).
+    """Train ``args.arms`` and evaluate ``args.checkpoints``: (train infos, evals), both in that order.
 
     With ``args.jobs > 1`` the work runs in ``jobs`` fresh processes (spawn, one thread each) and an
     evaluation starts as soon as its checkpoint exists: the start's evaluation runs beside the third
@@ -221,15 +233,15 @@ def run_stages(args: QuickstartArgs, seed: int) -> tuple[list[dict[str, Any]], l
     two runs side by side use both cores (measured gain in the README).
     """
     if args.jobs <= 1:
-        return ([train_arm(args, seed, arm) for arm in ARMS],
-                [evaluate_checkpoint(args, seed, c) for c in CHECKPOINTS])
+        return ([train_arm(args, seed, arm) for arm in args.arms],
+                [evaluate_checkpoint(args, seed, c) for c in args.checkpoints])
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        arms = {pool.submit(train_arm, args, seed, arm): arm for arm in ARMS}
+        arms = {pool.submit(train_arm, args, seed, arm): arm for arm in args.arms}
         evals = {"start": pool.submit(evaluate_checkpoint, args, seed, "start")}
         for done in as_completed(arms):  # FIFO pool: an arm's evaluation queues behind the work already queued
             evals[arms[done]] = pool.submit(evaluate_checkpoint, args, seed, arms[done])
         by_arm = {arm: f.result() for f, arm in arms.items()}
-        return [by_arm[arm] for arm in ARMS], [evals[c].result() for c in CHECKPOINTS]
+        return [by_arm[arm] for arm in args.arms], [evals[c].result() for c in args.checkpoints]
 
 
 def run_seed(args: QuickstartArgs, seed: int) -> dict[str, Any]:
@@ -240,5 +252,5 @@ def run_seed(args: QuickstartArgs, seed: int) -> dict[str, Any]:
     trained, evals = run_stages(args, seed)
     t2 = time.perf_counter()
     return {"seed": seed, "sft": sft, "train": {t["arm"]: t for t in trained},
-            "eval": dict(zip(CHECKPOINTS, evals)),
+            "eval": dict(zip(args.checkpoints, evals)),
             "wall_seconds": {"warm_start": t1 - t0, "arms_and_eval": t2 - t1, "total": t2 - t0}}

@@ -21,7 +21,7 @@ import numpy as np
 from eval.report import passk_png
 from soft_thinking.errors import SoftGRPOError
 from soft_thinking.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from softgrpo.quickstart.pipeline import ARMS, CHECKPOINTS, MODES, QuickstartArgs, seed_dir
+from softgrpo.quickstart.pipeline import ARMS, MODES, QuickstartArgs, seed_dir
 
 LABELS = {"start": "start (SFT)", "grpo": "GRPO", "softgrpo": "SofT-GRPO",
           "softgrpo_degenerate": "SofT-GRPO, degenerate steps discrete"}
@@ -53,15 +53,25 @@ def _pk(run: dict[str, Any], ckpt: str, mode: str, k: str) -> float:
     return run["eval"][ckpt][mode]["pass_at_k"][k]["value"]
 
 
+def run_arms(runs: list[dict[str, Any]]) -> list[str]:
+    """The arms the runs trained, in ``ARMS`` order."""
+    return [a for a in ARMS if a in runs[0]["train"]]
+
+
+def run_checkpoints(runs: list[dict[str, Any]]) -> list[str]:
+    return ["start", *run_arms(runs)]
+
+
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per checkpoint and mode, Pass@k over seeds; paired differences of the arms (Pass@1)."""
     ks = k_columns(runs[0])
-    table = {c: {m: {k: over_seeds([_pk(r, c, m, k) for r in runs]) for k in ks} for m in MODES} for c in CHECKPOINTS}
+    arms, ckpts = run_arms(runs), run_checkpoints(runs)
+    table = {c: {m: {k: over_seeds([_pk(r, c, m, k) for r in runs]) for k in ks} for m in MODES} for c in ckpts}
     pairs = [("grpo", "start"), ("softgrpo", "start"), ("softgrpo_degenerate", "start"), ("softgrpo", "grpo"),
              ("softgrpo_degenerate", "softgrpo")]
     diffs = {f"{a} - {b}": {m: over_seeds([_pk(r, a, m, "1") - _pk(r, b, m, "1") for r in runs]) for m in MODES}
-             for a, b in pairs}
-    gains = {arm: over_seeds([r["train"][arm]["reward_gain"] for r in runs]) for arm in ARMS}
+             for a, b in pairs if a in ckpts and b in ckpts}
+    gains = {arm: over_seeds([r["train"][arm]["reward_gain"] for r in runs]) for arm in arms}
     return {"pass_at_k": table, "pass_at_1_differences": diffs, "train_reward_gain": gains}
 
 
@@ -108,7 +118,7 @@ def report_markdown(args: QuickstartArgs, runs: list[dict[str, Any]], agg: dict[
                if many else "Cells: percent [95% bootstrap CI over problems]."), "",
               "| checkpoint | inference | " + " | ".join(f"Pass@{k}" for k in ks) + " |",
               "|---|---|" + "---|" * len(ks)]
-    for c in CHECKPOINTS:
+    for c in run_checkpoints(runs):
         for m in MODES:
             if many:
                 cells = [_cell(agg["pass_at_k"][c][m][k], sd=True) for k in ks]
@@ -123,7 +133,7 @@ def report_markdown(args: QuickstartArgs, runs: list[dict[str, Any]], agg: dict[
                                                  if many else "") for m in MODES]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Training", "", "| arm | reward first 25 steps → last 25 | RL seconds (per seed) |", "|---|---|---|"]
-    for arm in ARMS:
+    for arm in run_arms(runs):
         t = [r["train"][arm] for r in runs]
         lines.append(f"| {LABELS[arm]} | " + "; ".join(f"{x['reward_first']:.3f} → {x['reward_last']:.3f}" for x in t)
                      + " | " + ", ".join(f"{x['seconds']:.0f}" for x in t) + " |")
@@ -135,7 +145,7 @@ def report_markdown(args: QuickstartArgs, runs: list[dict[str, Any]], agg: dict[
             lines += [f"## Seed {r['seed']} (95% bootstrap CIs over problems)", "",
                       "| checkpoint | inference | " + " | ".join(f"Pass@{k}" for k in ks) + " | tokens |",
                       "|---|---|" + "---|" * (len(ks) + 1)]
-            for c in CHECKPOINTS:
+            for c in run_checkpoints(runs):
                 for m in MODES:
                     e = r["eval"][c][m]
                     lines.append(f"| {LABELS[c]} | {m} | " + " | ".join(_problem_cell(e["pass_at_k"][k]) for k in ks)
@@ -156,7 +166,7 @@ def plot_training(lines: list[dict[str, Any]], path: Path) -> None:
             ("actor/kl_ref", "KL to reference"), ("replay/max_abs_diff", "replay max|Δ log π|")]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
     for ax, (key, title) in zip(axes, keys):
-        for arm in ARMS:
+        for arm in [a for a in ARMS if any(r["arm"] == a for r in lines)]:
             pts = [(r["step"], r[key]) for r in lines if r["arm"] == arm and r["seed"] == lines[0]["seed"] and key in r]
             if not pts:
                 continue
@@ -176,7 +186,7 @@ def passk_summary(agg: dict[str, Any], problems: int) -> dict[str, Any]:
     """The over-seeds table in eval's summary shape, so eval's Pass@k plot draws it."""
     return {"benchmarks": {f"{LABELS[c]}, {m}": {"num_problems": problems, "pass_at_k": {
         k: {"value": s["mean"], "ci_low": s["ci_low"], "ci_high": s["ci_high"]} for k, s in agg["pass_at_k"][c][m].items()
-    }} for c in CHECKPOINTS for m in MODES}}
+    }} for c in agg["pass_at_k"] for m in MODES}}
 
 
 def write_outputs(args: QuickstartArgs, runs: list[dict[str, Any]], seconds: float) -> str:
@@ -185,7 +195,7 @@ def write_outputs(args: QuickstartArgs, runs: list[dict[str, Any]], seconds: flo
     agg = aggregate(runs)
     failures = [] if args.fast else learning_failures(runs)
     status = "smoke" if args.fast else ("failed" if failures else "ok")
-    metrics = [{"seed": r["seed"], "arm": arm, **json.loads(ln)} for r in runs for arm in ARMS
+    metrics = [{"seed": r["seed"], "arm": arm, **json.loads(ln)} for r in runs for arm in run_arms(runs)
                for ln in (seed_dir(args, r["seed"]) / arm / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
     atomic_write_json(out / "summary.json", {"status": status, "failures": failures, "seconds": seconds,
