@@ -81,6 +81,7 @@ def test_soft_arm_vllm(assets, tmp_path):
         assert d["softgrpo/replay_max_abs_dlogp_soft"] <= PARITY, d
         assert d["softgrpo/replay_max_abs_dlogp_discrete"] <= PARITY, d
         assert d["softgrpo/soft_step_share"] > 0 and d["softgrpo/soft_steps"] > 0, d
+        assert d["training/rollout_probs_diff_max"] <= PARITY, d
         for key in ("actor/pg_loss", "actor/kl_loss", "actor/loss", "actor/grad_norm"):
             assert math.isfinite(d[key]), (key, d[key])
     assert data[-1]["actor/kl_loss"] > 0  # the actor moved away from the reference...
@@ -96,3 +97,15 @@ def test_discrete_arm_vllm(assets, tmp_path):
         assert d["softgrpo/discrete_steps"] > 0, d
         assert d["softgrpo/replay_max_abs_dlogp_discrete"] <= PARITY, d
         assert math.isfinite(d["actor/kl_loss"]) and math.isfinite(d["actor/pg_loss"]), d
+
+
+def test_negative_control_plain_engine_breaks_parity_vllm(assets, tmp_path):
+    """The same soft vLLM rollout replayed by verl's plain engine (soft steps scored as tokens): parity fails."""
+    args = [f"--config-dir={CONFIG_DIR}", "--config-name=cpu_tiny", *_overrides(assets),
+            "trainer.total_training_steps=1", "ray_kwargs.ray_init.runtime_env.env_vars.VERL_ENGINE_VENDOR=none"]
+    r = run_verl("verl.trainer.main_ppo", args, tmp_path / "plain", {**ENV, "SOFTGRPO_VERL_PLUGIN": "1"})
+    _report("vllm soft, plain engine", r)
+    (d,) = _check_run(r, 1)
+    assert "VERL_ENGINE_VENDOR='none'" in r.log  # the trainer said why
+    assert d["softgrpo/soft_steps"] > 0
+    assert d["softgrpo/replay_max_abs_dlogp_soft"] > 0.1, d

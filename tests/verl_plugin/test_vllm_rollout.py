@@ -204,3 +204,18 @@ def test_discrete_logprobs_mode_is_the_replays_density():
         discrete_logprobs_mode(0.7, 0.95, 5, "processed_logprobs")
     with pytest.raises(SoftGRPOError, match="logprobs_mode='raw_logits' is invalid"):
         discrete_logprobs_mode(1.0, 1.0, -1, "raw_logits")
+
+
+@needs_vllm
+def test_decode_path_has_no_host_sync():
+    """GPU readiness: the per-step code (model forward, mixture injection, the step) never reads a device value
+    on the host (``.tolist()``/``.item()``/``.cpu()`` would stall every decode step under async scheduling)."""
+    import inspect
+    import re
+
+    from soft_thinking.engines.vllm import model, state
+
+    sync = re.compile(r"\.(tolist|item|cpu)\(|\b(int|float|bool)\((?![\"'])")  # float("-inf") is a constant
+    for fn in (state.SoftState.step, state.SoftState.soft_inputs, model.SoftInputsMixin.forward, model.query_start_loc):
+        assert not sync.search(inspect.getsource(fn)), (fn.__qualname__, sync.search(inspect.getsource(fn)))
+    assert sync.search(inspect.getsource(state.SoftState.pop))  # control: the check sees the syncs pop() has
