@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import random
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
         "cpus": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
-        "command": "python -m bench.quickstart_profile " + " ".join(argv if argv is not None else []),
+        "command": "python -m bench.quickstart_profile " + " ".join(argv if argv is not None else sys.argv[1:]),
         "settings": vars(args) | {"out": str(args.out), "start": str(args.start)},
         "measured_seconds": measured, "stage_wall_seconds": {k: round(v, 1) for k, v in stage_seconds.items()},
         "projected_full_default_seconds": projected, "projected_stage_seconds": stage_full,
