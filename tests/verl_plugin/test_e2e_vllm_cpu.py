@@ -9,6 +9,10 @@ on ``load_format=dummy`` weights, so replay parity at step 1 already needs the s
 Checks (the ``hf_soft`` test's): exit 0; log-space replay parity on soft and discrete steps at every
 step; soft share > 0 (soft arm), = 0 (discrete arm); finite loss, KL and grad norm; the actor moved
 (KL > 0 at step 3). Negative control: the soft arm with verl's plain engine breaks the parity.
+
+Measured on the shared 2-core box under load (load average 7-9): 274 s (soft), 259 s (discrete), 265 s
+(control, 1 step) -- about 200 s of each is Ray, TransferQueue, FSDP and vLLM start-up; steps 2-3 take
+2.8 s. Soft parity <= 4.8e-7, discrete <= 9.5e-7, control 3.28.
 """
 
 from __future__ import annotations
