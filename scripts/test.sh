@@ -8,4 +8,6 @@ bash setup.sh >/dev/null  # idempotent: a stamp check when nothing changed
 echo "== ruff check"
 ruff check .
 echo "== pytest"
-python -m pytest --cov=soft_thinking.core --cov-report=term "$@"
+# two workers (pytest-xdist), a test file per unit so module fixtures are built once; SOFTGRPO_TEST_WORKERS=0 runs
+# in this process. `-m extended` adds the longer variants the default run leaves out.
+python -m pytest -n "${SOFTGRPO_TEST_WORKERS:-2}" --dist loadfile --cov=soft_thinking.core --cov-report=term "$@"

@@ -2,16 +2,20 @@
 
 The job gets its own session, so on timeout (or any exit) the whole process group -- driver, the
 local Ray cluster it started and Ray's workers -- is killed: no cluster outlives a test. Memory is
-the peak of the summed PSS of the process tree, sampled every second.
+the peak of the summed PSS of the process tree, sampled every second. Jobs run one at a time on the
+machine (an ``flock`` on a file in the temp folder): with ``pytest -n 2`` two test files could otherwise
+start two local Ray clusters at the same moment and race for Ray's default ports and the 2 cores.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +51,19 @@ def _tree_pss(pid: int) -> int:
     return total
 
 
-def run_verl(module: str, args: list[str], cwd: Path, env: dict[str, str], timeout_s: float = 420) -> RunResult:
-    """``python -m <module> <args>`` in ``cwd``; metrics from verl's file logger (``VERL_FILE_LOGGER_PATH``)."""
+LOCK = Path(tempfile.gettempdir()) / "softgrpo-tests-verl-job.lock"
+
+
+def run_verl(module: str, args: list[str], cwd: Path, env: dict[str, str], timeout_s: float = 900) -> RunResult:
+    """``python -m <module> <args>`` in ``cwd``; metrics from verl's file logger (``VERL_FILE_LOGGER_PATH``).
+
+    Waits for any other test's verl job on this machine to end first (the timeout counts from the start)."""
+    with open(LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _run(module, args, cwd, env, timeout_s)
+
+
+def _run(module: str, args: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> RunResult:
     cwd.mkdir(parents=True, exist_ok=True)
     metrics = cwd / "metrics.jsonl"
     full_env = {**os.environ, **env, "VERL_FILE_LOGGER_PATH": str(metrics), "WANDB_MODE": "disabled",
