@@ -10,6 +10,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from source_text import ordered  # tests/source_text.py
 
 VERL = importlib.util.find_spec("verl")
 pytestmark = pytest.mark.skipif(VERL is None, reason="verl is not installed")
@@ -18,15 +19,6 @@ pytestmark = pytest.mark.skipif(VERL is None, reason="verl is not installed")
 def src(rel: str) -> str:
     return (Path(VERL.origin).parent / rel).read_text()
 
-
-def ordered(text: str, *needles: str) -> bool:
-    at = 0
-    for n in needles:
-        at = text.find(n, at)
-        if at < 0:
-            return False
-        at += len(n)
-    return True
 
 
 def test_server_hooks_and_their_order():

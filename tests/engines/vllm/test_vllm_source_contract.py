@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from source_text import ordered  # tests/source_text.py
 from vllm_common import SKIP_REASON, VLLM_MISSING
 from vllm_wheels import pip_download  # tests/vllm_wheels.py
 
@@ -49,16 +50,6 @@ def src(request) -> Reader:
     request.addfinalizer(archive.close)
     return lambda rel: archive.read(f"vllm/{rel}").decode()
 
-
-def ordered(text: str, *needles: str) -> bool:
-    """Every needle occurs, each after the previous one."""
-    at = 0
-    for n in needles:
-        at = text.find(n, at)
-        if at < 0:
-            return False
-        at += len(n)
-    return True
 
 
 def test_version_is_a_tested_one(src, request):

@@ -53,11 +53,11 @@ def decode_sglang_trace(payload: Any, output_ids: Sequence[int], cfg: SoftThinki
 
 
 def discrete_sglang_trace(output_ids: Sequence[int], log_probs: Sequence[float] | None,
-                          cfg: SoftThinkingConfig) -> SoftTrace:
-    """The discrete trace of a stock-sampled request (module doc); ``log_probs`` must cover every token."""
+                          cfg: SoftThinkingConfig, engine: str = "SGLang") -> SoftTrace:
+    """The discrete trace of a stock-sampled request (module doc; vLLM's too); ``log_probs`` must cover every token."""
     if log_probs is None or len(log_probs) != len(output_ids):
         got = None if log_probs is None else len(log_probs)
-        raise SoftGRPOError(f"SGLang returned {got} log-probs for {len(output_ids)} tokens: the discrete arm's trace "
+        raise SoftGRPOError(f"{engine} returned {got} log-probs for {len(output_ids)} tokens: the discrete arm's trace "
                             "needs actor_rollout_ref.rollout.calculate_log_probs=true")
     t = len(output_ids)
     tokens = torch.tensor(list(output_ids), dtype=torch.int64)

@@ -59,8 +59,4 @@ def vllm_soft_params(sampling_params: dict[str, Any], cfg: SoftThinkingConfig, s
 def discrete_vllm_trace(output_ids: Sequence[int], log_probs: Sequence[float] | None,
                         cfg: SoftThinkingConfig) -> SoftTrace:
     """The discrete trace of a stock-sampled vLLM request; ``log_probs`` must cover every token."""
-    if log_probs is None or len(log_probs) != len(output_ids):
-        got = None if log_probs is None else len(log_probs)
-        raise SoftGRPOError(f"vLLM returned {got} log-probs for {len(output_ids)} tokens: the discrete arm's trace "
-                            "needs actor_rollout_ref.rollout.calculate_log_probs=true")
-    return discrete_sglang_trace(output_ids, log_probs, cfg)  # the same trace layout, checked there
+    return discrete_sglang_trace(output_ids, log_probs, cfg, engine="vLLM")  # the same trace layout and checks
