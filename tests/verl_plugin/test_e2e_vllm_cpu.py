@@ -74,6 +74,7 @@ def test_discrete_arm_vllm(assets, tmp_path):
     check_discrete_arm(check_run(r, 3))
 
 
+@pytest.mark.extended  # the default run has this control on hf_soft (test_e2e_cpu.py): the same trainer check
 def test_negative_control_plain_engine_breaks_parity_vllm(assets, tmp_path):
     """The same soft vLLM rollout replayed by verl's plain engine (soft steps scored as tokens): parity fails."""
     args = [f"--config-dir={CONFIG_DIR}", "--config-name=cpu_tiny", *_overrides(assets),

@@ -61,11 +61,13 @@ def test_root_error_unwraps_ray_causes():
     assert root_error(Wrapper(Wrapper(inner))) is inner and root_error(inner) is inner
 
 
-CLI_CASES = [BAD[i] for i in (0, 1, 3, 4, 5, 6, 7)]  # the cases named in the issue
+# the cases named in the issue, through the real process (all of them are checked in-process above); the default
+# run takes a composition error and a type error, the other five are `extended` (each start costs ~20 s)
+CLI_CASES = [BAD[0], BAD[1], *(pytest.param(*BAD[i], marks=pytest.mark.extended) for i in (3, 4, 5, 6, 7))]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args,message", CLI_CASES, ids=[a[0] for a, _ in CLI_CASES])
+@pytest.mark.parametrize("args,message", CLI_CASES, ids=[BAD[i][0][0] for i in (0, 1, 3, 4, 5, 6, 7)])
 def test_cli_one_error_line_exit_2_nothing_written(args, message, tmp_path):
     env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(tmp_path / "run" / "metrics.jsonl"), "RAY_ADDRESS": ""}
     r = subprocess.run([sys.executable, "-m", "softgrpo.main_ppo", *args, "actor_rollout_ref.model.path=/nonexistent"],

@@ -1,7 +1,8 @@
 """Shared vLLM fixtures: one SmolLM2 engine with the plug-in for this folder (start-up takes minutes on CPU).
 
-The engine is closed as soon as this folder's last test has run (``pytest_runtest_teardown`` below), so its
-busy worker process does not keep a core for the rest of the session.
+The engine is closed when the next test to run is outside this folder (``pytest_runtest_teardown`` below), so
+its busy worker process does not keep a core for the rest of the session; a test here that comes later (with
+``pytest -n`` a worker may get this folder's files at different times) starts a fresh one.
 
 The engine is built so that every test also exercises the hard paths: ``max_num_batched_tokens=64``
 chunks long prompts, a KV cache of 448 tokens (14 blocks of 32) preempts concurrent requests,
@@ -17,7 +18,7 @@ import pytest
 from vllm_common import SKIP_REASON, VLLM_MISSING, engine_options  # this folder is on sys.path (rootdir mode)
 
 HERE = Path(__file__).resolve().parent
-_OPEN: list = []
+_OPEN: list = []  # the shared engine while it runs (at most one)
 
 
 def _close_engines() -> None:
@@ -26,8 +27,8 @@ def _close_engines() -> None:
 
 
 def pytest_runtest_teardown(item, nextitem) -> None:
-    """After this folder's last test (the next one is elsewhere, or none): close the engine now."""
-    if nextitem is None or HERE not in Path(nextitem.path).resolve().parents:
+    """The next test is known and outside this folder: close the engine now (``None`` means unknown: keep it)."""
+    if nextitem is not None and HERE not in Path(nextitem.path).resolve().parents:
         _close_engines()
 
 
@@ -39,16 +40,22 @@ def smol_path():
 
 
 @pytest.fixture(scope="session")
-def vllm_engine(smol_path):
+def _engine_session():
+    yield
+    _close_engines()
+
+
+@pytest.fixture
+def vllm_engine(smol_path, _engine_session):
+    """The shared engine, started on first use (and again if the teardown hook closed it)."""
     if VLLM_MISSING:
         pytest.skip(SKIP_REASON)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from soft_thinking.engines.vllm.client import VLLMEngine
+    if not _OPEN:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        from soft_thinking.engines.vllm.client import VLLMEngine
 
-    eng = VLLMEngine(smol_path, **engine_options())
-    _OPEN.append(eng)
-    yield eng
-    _close_engines()
+        _OPEN.append(VLLMEngine(smol_path, **engine_options()))
+    return _OPEN[0]
 
 
 @pytest.fixture(scope="session")

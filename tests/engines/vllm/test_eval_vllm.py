@@ -37,7 +37,8 @@ def _samples(run_dir: Path) -> dict:
     return {(r["problem_id"], r["sample_index"]): r for r in rows}
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+# soft in the default run; discrete (greedy: argmax on both sides) is `extended`
+@pytest.mark.parametrize("mode", ["soft", pytest.param("discrete", marks=pytest.mark.extended)])
 def test_vllm_backend_matches_hf_backend(mode, tmp_path, benchmark_dir, vllm_backend, monkeypatch):
     from soft_thinking.engines.hf.engine import resolve_think_end
 
