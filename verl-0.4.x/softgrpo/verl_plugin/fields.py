@@ -22,6 +22,8 @@ configured ``max_topk``) never change, discrete arm included.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -101,3 +103,11 @@ def trace_fields(trace: SoftTrace, prompt_len: int, k: int) -> dict[str, Tensor]
         "soft_tau_g": torch.tensor(float(trace.tau_g), dtype=torch.float32),
         "soft_noise": torch.tensor(noise_code(trace.noise), dtype=torch.int8),
     }
+
+
+def attach_soft_trace(out: Any, trace: SoftTrace) -> None:
+    """Put a soft request's trace on a server's ``TokenOutput``; its log-probs become the trace's step densities
+    (soft steps are scored by their Gumbel density, not a token log-prob)."""
+    out.extra_fields[TRACE_KEY] = trace.to_bytes()
+    if out.log_probs is not None:
+        out.log_probs = trace.logprobs.tolist()

@@ -34,7 +34,7 @@ from verl.workers.rollout.sglang_rollout.async_sglang_server import SGLangHttpSe
 from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.engines.sglang.settings import MODE_ENV, plugin_mode
 from soft_thinking.errors import SoftGRPOError
-from softgrpo.verl_plugin.fields import TRACE_KEY
+from softgrpo.verl_plugin.fields import TRACE_KEY, attach_soft_trace
 from softgrpo.verl_plugin.settings import soft_config, soft_section
 from softgrpo.verl_plugin.sglang_trace import (
     META_KEY,
@@ -126,9 +126,7 @@ class SoftSGLangHttpServer(SGLangHttpServer):
                 return out
             raise SoftGRPOError(f"SGLang returned no meta_info[{META_KEY!r}] for request {request_id}: {NOT_ACTIVE}")
         trace = decode_sglang_trace(payload, out.token_ids, cfg, seed)  # checks one row per token, same tokens
-        out.extra_fields[TRACE_KEY] = trace.to_bytes()
-        if out.log_probs is not None:
-            out.log_probs = trace.logprobs.tolist()  # soft steps: densities, not token log-probs
+        attach_soft_trace(out, trace)
         return out
 
 

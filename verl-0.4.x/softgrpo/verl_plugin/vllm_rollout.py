@@ -43,7 +43,7 @@ from verl.workers.rollout.vllm_rollout.vllm_async_server import vLLMHttpServer, 
 from soft_thinking.core.config import SoftThinkingConfig
 from soft_thinking.engines.vllm.trace import trace_from_pulled
 from soft_thinking.errors import SoftGRPOError
-from softgrpo.verl_plugin.fields import TRACE_KEY
+from softgrpo.verl_plugin.fields import TRACE_KEY, attach_soft_trace
 from softgrpo.verl_plugin.settings import soft_config, soft_section
 from softgrpo.verl_plugin.sglang_trace import request_seed
 from softgrpo.verl_plugin.vllm_trace import discrete_logprobs_mode, discrete_vllm_trace, vllm_soft_params
@@ -157,9 +157,7 @@ class SoftVLLMHttpServer(vLLMHttpServer):
         if isinstance(got, str):
             raise SoftGRPOError(got)
         trace = trace_from_pulled(got, list(out.token_ids), cfg).trace  # checks ids[:, 0] == tokens, step for step
-        out.extra_fields[TRACE_KEY] = trace.to_bytes()
-        if out.log_probs is not None:
-            out.log_probs = trace.logprobs.tolist()  # soft steps: densities, not token log-probs
+        attach_soft_trace(out, trace)
         return out
 
 
