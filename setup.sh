@@ -90,6 +90,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+echo "[setup] pip: $(grep -v '^#' requirements-pip.txt | xargs) (requirements-pip.txt)"
+"${pip[@]}" install -q -r requirements-pip.txt
 extra=()
 if [ "$mode" = cpu ]; then read -r -a extra <<< "$(torch_cpu_source)"; fi
 echo "[setup] installing the $mode stack from $req (first time: a few minutes)"

@@ -9,8 +9,10 @@ build for ``--cpu`` (passed in by setup.sh). Steps, as setup.sh runs them:
 2. ``pip install --no-deps -r requirements-<stack>-nodeps.txt`` (a wheel must exist for this Python);
 3. ``pip install --no-deps -e sglang_soft_thinking_pkg -e verl-0.4.x -e .``.
 
-Then every requirement that steps 2 and 3 declare must hold in the set step 1 installs, except the deliberate
-ones in ``DELIBERATE``. Prints ``would install: name==version`` lines; exit 1 naming any conflict.
+They run with the pip that setup.sh puts in the venv (``requirements-pip.txt``), in a throwaway venv of the checked
+interpreter, not with the interpreter's bundled pip. The three resolves are independent (each starts from nothing), so they run at the same time: the check takes
+as long as the slowest one (step 1), not their sum. Then every requirement that steps 2 and 3 declare must hold in
+the set step 1 installs, except the deliberate ones in ``DELIBERATE``. Prints ``would install: name==version`` lines; exit 1 naming any conflict.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pip._vendor.packaging.requirements import Requirement
@@ -46,20 +50,37 @@ def pip_env() -> dict[str, str]:
     return env
 
 
-def resolve(step: str, args: list[str], workdir: Path) -> list[dict]:
-    """One ``pip install --dry-run`` over ``args``; the install report's entries, or exit 1 naming the conflict."""
-    report = workdir / f"{step.replace(' ', '_')}.json"
-    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--report", str(report), *args]
-    print(f"[dry-run] {step}: pip install {' '.join(args)}", flush=True)
-    done = subprocess.run(cmd, cwd=ROOT, env=pip_env(), capture_output=True, text=True)
+def bootstrap_pip(workdir: Path) -> str:
+    """A throwaway venv of this interpreter with setup.sh's pip (``requirements-pip.txt``): its python."""
+    venv = workdir / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    done = subprocess.run([python, "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements-pip.txt")], cwd=ROOT,
+                          env=pip_env(), capture_output=True, text=True)
     if done.returncode != 0:
-        text = done.stdout + done.stderr
+        sys.exit(f"error: cannot install setup.sh's pip (requirements-pip.txt): {(done.stderr or done.stdout).strip()}")
+    return python
+
+
+def resolve(python: str, step: str, args: list[str], workdir: Path) -> tuple[str, list[str], Path, int, str, float]:
+    """One ``pip install --dry-run`` over ``args``: (step, args, report path, exit status, output, seconds)."""
+    report = workdir / f"{step.replace(' ', '_')}.json"
+    cmd = [python, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--report", str(report), *args]
+    t0 = time.monotonic()
+    done = subprocess.run(cmd, cwd=ROOT, env=pip_env(), capture_output=True, text=True)
+    return step, args, report, done.returncode, done.stdout + done.stderr, time.monotonic() - t0
+
+
+def entries(step: str, args: list[str], report: Path, rc: int, text: str, seconds: float) -> list[dict]:
+    """The install report's entries of one finished resolve, or exit 1 naming the conflict."""
+    if rc != 0:
         lines = text.splitlines()
         keep = [ln for ln in lines if ln.startswith("ERROR") or "conflict is caused by" in ln or ln.startswith("    ")]
         sys.stderr.write("\n".join(keep[-40:] or lines[-40:]) + "\n")
         first = next((ln for ln in lines if ln.startswith("ERROR")), lines[-1] if lines else "pip failed")
         sys.exit(f"error: {step} (pip install {' '.join(args)}) does not resolve on Python {platform.python_version()}: "
                  f"{first}")
+    print(f"[dry-run] {step} resolved in {seconds:.0f} s", flush=True)
     return json.loads(report.read_text())["install"]
 
 
@@ -86,9 +107,14 @@ def main(argv: list[str]) -> int:
     print(f"[dry-run] Python {platform.python_version()} ({sys.executable}), stack {mode}; pip configuration ignored")
     with tempfile.TemporaryDirectory(prefix="softgrpo-dry-run-") as tmp:
         work = Path(tmp)
-        step1 = resolve("step 1", [*torch_source.split(), "-r", req], work)
-        step2 = resolve("step 2", ["--no-deps", "-r", nodeps], work)
-        step3 = resolve("step 3", ["--no-deps", *[a for d in EDITABLES for a in ("-e", d)]], work)
+        python = bootstrap_pip(work)
+        steps = {"step 1": [*torch_source.split(), "-r", req], "step 2": ["--no-deps", "-r", nodeps],
+                 "step 3": ["--no-deps", *[a for d in EDITABLES for a in ("-e", d)]]}
+        for step, args in steps.items():
+            print(f"[dry-run] {step}: pip install {' '.join(args)}", flush=True)
+        with ThreadPoolExecutor(len(steps)) as pool:  # results in step order: the first failing step is named
+            done = list(pool.map(lambda item: resolve(python, *item, work), steps.items()))
+        step1, step2, step3 = (entries(*d) for d in done)
     have = versions(step1) | versions(step2) | versions(step3)
     for name in REMOVED.get(mode, ()):
         have.pop(name, None)

@@ -2,7 +2,7 @@
 
 The stacks resolve against PyPI alone (the user's pip configuration ignored). Pythons: the default ``python3``
 always; 3.11 and 3.12 when an interpreter for them is found (``python3.X`` on PATH or a pyenv version), else
-those cases skip naming what is missing. Each resolve takes 1-6 minutes (marked slow); the selected resolves are
+those cases skip naming what is missing. Each resolve takes 1-3 minutes (marked slow); the selected resolves are
 started together (they mostly wait on the index), so the file takes about as long as its slowest one. The vLLM GPU
 stack's resolve and the GPU stack on 3.11 are ``extended`` (``pytest -m extended``), outside the default run.
 """

@@ -7,7 +7,7 @@ every step (steps 2-3 also prove the weight sync: the actor moved, the KL to the
 soft share > 0; finite loss and KL. Negative control: the same soft run with verl's plain engine
 (``VERL_ENGINE_VENDOR`` not ours, launched through verl's own entry point) breaks the parity.
 
-The default run (CI) keeps the negative control (one step): the soft and discrete arms are ``extended`` here
+The default run (CI) keeps the negative control (one step, one rank): the soft and discrete arms are ``extended`` here
 (``pytest -m extended``) because ``test_e2e_vllm_cpu.py`` makes the same checks on a real vLLM engine (1 rank;
 these run 2 gloo ranks).
 """
@@ -58,7 +58,8 @@ def test_discrete_arm(assets, tmp_path):
 
 def test_negative_control_plain_engine_breaks_parity(assets, tmp_path):
     args = [f"--config-dir={CONFIG_DIR}", "--config-name=cpu_tiny", *_overrides(assets),
-            "trainer.total_training_steps=1", "ray_kwargs.ray_init.runtime_env.env_vars.VERL_ENGINE_VENDOR=none"]
+            "trainer.total_training_steps=1", "trainer.n_gpus_per_node=1",  # one rank: the arms above run two
+            "ray_kwargs.ray_init.runtime_env.env_vars.VERL_ENGINE_VENDOR=none"]
     r = run_verl("verl.trainer.main_ppo", args, tmp_path / "plain", {**ENV, "SOFTGRPO_VERL_PLUGIN": "1"})
     report("plain engine", r)
     check_plain_engine_control(r)

@@ -179,3 +179,22 @@ def test_traces_are_garbage_collected(vllm_engine, hf_smol):
     assert "no trace" in got["never-submitted"]
     st = vllm_engine.llm.collective_rpc("softgrpo_stats")[0]
     assert st["evicted"] == 0
+
+
+@pytest.mark.slow
+def test_k1_soft_equals_greedy_of_an_engine_without_the_plugin(smol_path, vllm_engine, hf_smol):
+    """The shared engine's K=1 soft decoding against greedy on an engine started without the plug-in (slow:
+    a second engine start)."""
+    from vllm_common import engine_options
+
+    from soft_thinking.engines.vllm.client import VLLMEngine
+
+    ps = prompts(hf_smol[2])[:3]
+    soft = vllm_engine.generate(ps, SOFT_K1, max_new_tokens=32)
+    plain = VLLMEngine(smol_path, plugin=False, **engine_options())
+    try:
+        stock = plain.generate(ps, GREEDY, max_new_tokens=32)
+    finally:
+        plain.close()
+    assert sum(s.num_tokens for s in soft) > 30
+    assert [s.token_ids for s in soft] == [s.token_ids for s in stock]

@@ -1,5 +1,5 @@
-"""Slow vLLM checks that need engines of their own: K=1 soft against an engine WITHOUT the plug-in, and the
-tiny random Qwen2 (the other wrapped architecture) against the reference engine."""
+"""The tiny random Qwen2 (the other wrapped architecture) in vLLM against the reference engine: an engine of its
+own (slow)."""
 
 from __future__ import annotations
 
@@ -12,24 +12,6 @@ from soft_thinking.core.config import SoftThinkingConfig
 pytestmark = [pytest.mark.skipif(VLLM_MISSING, reason=SKIP_REASON), pytest.mark.slow]
 
 GREEDY = SoftThinkingConfig(enable_soft_thinking=False, temperature=0.0)
-
-
-def test_k1_soft_equals_greedy_of_an_engine_without_the_plugin(smol_path, vllm_engine, hf_smol):
-    from soft_thinking.engines.vllm.client import VLLMEngine
-
-    _, _, tok = hf_smol
-    long = "Explain step by step. " + " ".join(f"Item {i} costs {i * 3} dollars." for i in range(18))
-    ps = [tok.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=True,
-                                  return_dict=False) for t in ("What is 17*3?", long, "Name three colours.")]
-    soft_k1 = SoftThinkingConfig(max_topk=1, top_k=1, temperature=0.0, noise="none", soft_until_eos=True)
-    soft = vllm_engine.generate(ps, soft_k1, max_new_tokens=32)
-    plain = VLLMEngine(smol_path, plugin=False, **engine_options())
-    try:
-        stock = plain.generate(ps, GREEDY, max_new_tokens=32)
-    finally:
-        plain.close()
-    assert sum(s.num_tokens for s in soft) > 30
-    assert [s.token_ids for s in soft] == [s.token_ids for s in stock]
 
 
 def test_tiny_qwen2_matches_reference_engine(tmp_path):
