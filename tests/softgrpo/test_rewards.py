@@ -6,7 +6,6 @@ import inspect
 import json
 import re
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -174,9 +173,7 @@ BIG = "3" * 5000
 
 def test_compute_score_grades_a_megabyte_and_a_5000_digit_answer_per_sample() -> None:
     before = STATUS_COUNTS["parse_error"] + STATUS_COUNTS["no_answer"]
-    t0 = time.perf_counter()
-    assert compute_score("aime", MB_SOUP, "5") == 0.0
-    assert time.perf_counter() - t0 < 10.0
+    assert compute_score("aime", MB_SOUP, "5") == 0.0  # linear work: tests/eval/test_grading_bounds.py counts it
     assert STATUS_COUNTS["parse_error"] + STATUS_COUNTS["no_answer"] == before + 1
     assert compute_score("aime", f"</think>\\boxed{{{BIG}}}", BIG) == 1.0
     assert compute_score("aime", f"</think>\\boxed{{{BIG}}}", "73") == 0.0
