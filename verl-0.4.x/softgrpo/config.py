@@ -89,12 +89,19 @@ class ValKwargs:
 
 @dataclass
 class RolloutConfig:
+    """Rollout sampling (verl's ``actor_rollout_ref.rollout`` keys), plus ``compile_step``: the reference engine
+    runs its per-step sampling through ``torch.compile`` (one graph per batch bucket; ~1.6x faster decoding of the
+    tiny model on CPU, ``bench/decode.py --compile-step``, but ~30 s of compiling per process: the quickstart's 250
+    steps do not pay it back). Inductor may reorder float sums: traces match the eager step to ~1e-6 (tokens equal
+    in ``tests/engines/test_hf_engine.py``), not bit for bit; false (the default) is the eager path."""
+
     n: int = 8
     temperature: float = 1.0
     top_p: float = 0.95
     top_k: int = 5
     min_p: float = 0.0
     val_kwargs: ValKwargs = field(default_factory=ValKwargs)
+    compile_step: bool = False
 
 
 @dataclass

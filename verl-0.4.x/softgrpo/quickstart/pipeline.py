@@ -203,7 +203,7 @@ def evaluate_checkpoint(args: QuickstartArgs, seed: int, checkpoint: str) -> dic
     st = cfg.soft_thinking_config(resolve_think_end(tok))
     rows, _ = held_out_rows(args, seed)
     prompts = [format_prompt(tok, r["prompt"], cfg.data.apply_chat_template) for r in rows]
-    engine = SoftThinkingEngine(model, tok)
+    engine = SoftThinkingEngine(model, tok, compile_step=cfg.actor_rollout_ref.rollout.compile_step)
     grader = Grader(workers=1, timeout_s=cfg.custom_reward_function.timeout_s)
     res: dict[str, Any] = {}
     try:

@@ -110,7 +110,8 @@ class Trainer:
         self.ref_model = None
         if cfg.actor.use_kl_loss and cfg.actor.kl_loss_coef > 0:
             self.ref_model = copy.deepcopy(self.model).requires_grad_(False)
-        self.engine = SoftThinkingEngine(self.model, tokenizer, device=self.device)
+        self.engine = SoftThinkingEngine(self.model, tokenizer, device=self.device,
+                                         compile_step=cfg.actor_rollout_ref.rollout.compile_step)
         think_end = resolve_think_end(tokenizer, THINK_END)
         self.st_cfg: SoftThinkingConfig = cfg.soft_thinking_config(think_end)
         self.st_cfg.validate(vocab_size=self.engine.vocab_size, for_training=True)
