@@ -60,3 +60,13 @@ def test_trainer_default_dual_clip_is_verls_3() -> None:
     assert cfg.loss_config().clip_ratio_c == 3.0
     quick = load_config(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml")
     assert quick.loss_config().clip_ratio_c == 3.0
+
+
+def test_compile_step_reaches_the_trainers_engine_and_a_bad_value_is_named(make, tmp_path: Path) -> None:
+    """``actor_rollout_ref.rollout.compile_step``: off by default (the eager path), on when asked, typed."""
+    from soft_thinking.core.config import ConfigError
+
+    assert make(tmp_path / "eager").engine.compile_step is False
+    assert make(tmp_path / "compiled", "actor_rollout_ref.rollout.compile_step=true").engine.compile_step is True
+    with pytest.raises(ConfigError, match="compile_step"):
+        load_config(None, ["data.train_files=builtin:arithmetic", "actor_rollout_ref.rollout.compile_step=abc"])
