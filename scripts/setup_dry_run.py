@@ -10,9 +10,10 @@ build for ``--cpu`` (passed in by setup.sh). Steps, as setup.sh runs them:
 3. ``pip install --no-deps -e sglang_soft_thinking_pkg -e verl-0.4.x -e .``.
 
 They run with the pip that setup.sh puts in the venv (``requirements-pip.txt``), in a throwaway venv of the checked
-interpreter, not with the interpreter's bundled pip. The three resolves are independent (each starts from nothing), so they run at the same time: the check takes
-as long as the slowest one (step 1), not their sum. Then every requirement that steps 2 and 3 declare must hold in
-the set step 1 installs, except the deliberate ones in ``DELIBERATE``. Prints ``would install: name==version`` lines; exit 1 naming any conflict.
+interpreter, not with the interpreter's bundled pip. The three resolves are independent (each starts from nothing),
+so they run at the same time: the check takes as long as the slowest one (step 1), not their sum. Then every
+requirement that steps 2 and 3 declare must hold in the set step 1 installs, except the deliberate ones in
+``DELIBERATE``. Prints ``would install: name==version`` lines; exit 1 naming any conflict.
 """
 
 from __future__ import annotations

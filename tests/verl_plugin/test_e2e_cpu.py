@@ -7,8 +7,8 @@ every step (steps 2-3 also prove the weight sync: the actor moved, the KL to the
 soft share > 0; finite loss and KL. Negative control: the same soft run with verl's plain engine
 (``VERL_ENGINE_VENDOR`` not ours, launched through verl's own entry point) breaks the parity.
 
-The default run (CI) keeps the negative control (one step, one rank): the soft and discrete arms are ``extended`` here
-(``pytest -m extended``) because ``test_e2e_vllm_cpu.py`` makes the same checks on a real vLLM engine (1 rank;
+The default run (CI) keeps the negative control (one step, one rank): the soft and discrete arms are ``extended``
+here (``pytest -m extended``) because ``test_e2e_vllm_cpu.py`` makes the same checks on a real vLLM engine (1 rank;
 these run 2 gloo ranks).
 """
 
