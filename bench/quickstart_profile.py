@@ -1,17 +1,17 @@
 """Where the embedded default's wall time goes: each stage timed in pieces, scaled to the full default.
 
     python -m bench.quickstart_profile [--seed 0] [--sft-steps 20] [--rl-steps 6] [--eval-problems 25]
-                                       [--arms grpo softgrpo softgrpo_degenerate] [--out bench/results/quickstart_profile.json]
+                                       [--arms grpo softgrpo] [--out bench/results/quickstart_profile.json]
 
 One process, one thread per stage piece except the warm start (``--threads``, the quickstart's 2):
 
 * warm start: ``--sft-steps`` SFT steps of a fresh seed model (batch building, forward, backward,
   clip + AdamW) and one held-out greedy check (100 problems); scaled to ``--full-sft-steps``
-  (the README's seed 0: 550 steps, a check every 50);
+  (the README's seed 0: 550 steps, a check every 25);
 * each RL arm: ``--rl-steps`` trainer steps from the warm start (rollout split into model forward,
   sample step, trace recording and the rest of the decode loop; reward; old + reference
   log-probs; the PPO update), scaled to ``trainer.total_training_steps``;
-* each evaluation: ``--eval-problems`` problems x 16 samples per inference mode (generation and
+* each evaluation: ``--eval-problems`` problems x the default's 8 samples per inference mode (generation and
   grading), scaled to the default 200 problems.
 
 Timings under load give shares, not absolute seconds; the JSON says how loaded the machine was
@@ -192,16 +192,17 @@ def profile_eval(clock: Clock, args: argparse.Namespace, qs: Any, start: Path, w
 
 
 def main(argv: list[str] | None = None) -> int:
-    from softgrpo.quickstart.pipeline import ARMS, QuickstartArgs
+    from softgrpo.quickstart.pipeline import ARMS, DEFAULT_ARMS, QuickstartArgs
+    from softgrpo.reference.sft import SFTConfig
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="threads of the warm-start piece (the quickstart's)")
     p.add_argument("--sft-steps", type=int, default=20)
-    p.add_argument("--full-sft-steps", type=int, default=550, help="README seed 0: 550 steps, 11 checks")
+    p.add_argument("--full-sft-steps", type=int, default=550, help="README seed 0: 550 steps, 22 checks")
     p.add_argument("--rl-steps", type=int, default=6)
     p.add_argument("--eval-problems", type=int, default=25)
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=list(ARMS))
     p.add_argument("--start", type=Path, default=None,
                    help="a finished warm start (<out>/seed<S>/start) for the arms and the evaluation; default: "
                         "the profile's own --sft-steps model (its samples run longer than a real start's)")
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = {"warm_start": args.full_sft_steps / args.sft_steps,
              **{f"arm_{a}": rl_total / args.rl_steps for a in args.arms},
              "eval": full.eval_problems / args.eval_problems}
-    checks = args.full_sft_steps // SFT_EVERY
+    checks = args.full_sft_steps // SFTConfig().eval_every
     measured = {k: round(v, 4) for k, v in sorted(clock.seconds.items())}
     projected: dict[str, float] = {}
     for key, sec in clock.seconds.items():
@@ -266,7 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-SFT_EVERY = 50
 #: The labels that partition a stage (the others are nested inside them).
 TOP = {"sft_step/batch", "sft_step/forward", "sft_step/backward", "sft_step/clip_adamw", "greedy_check",
        "grader_startup_first_call", "rollout", "update", "checkpoint_total"}

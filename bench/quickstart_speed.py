@@ -11,12 +11,14 @@ nothing (``python -m softgrpo.quickstart --seed S --out <fresh folder>``: warm s
 evaluations), one at a time, in the order baseline, candidate, candidate, baseline, ... so a drift
 of the machine's speed falls on both. The JSON records every run's seconds and stages, the ratio
 of the medians (baseline / candidate: > 1 is faster), ``os.getloadavg`` around each run, and whether
-the checkpoints both ran (start, grpo, softgrpo by default) gave byte-identical evaluation files.
+the checkpoints both ran (start, grpo, softgrpo by default) gave byte-identical evaluation files; the
+SHA-256 of each side's first warm-start model and evaluations let another clone's run be checked against them.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -74,6 +76,13 @@ def compare_evals(a: Path, b: Path, seed: int, checkpoints: list[str]) -> dict[s
             for c in checkpoints}
 
 
+def sha256s(out: Path, seed: int, checkpoints: list[str]) -> dict[str, str]:
+    """SHA-256 of a run's warm-start model and evaluation files: compare them with another clone's run."""
+    files = {"start/model.safetensors": out / f"seed{seed}" / "start" / "model.safetensors",
+             **{f"eval_{c}.json": out / f"seed{seed}" / f"eval_{c}.json" for c in checkpoints}}
+    return {name: hashlib.sha256(f.read_bytes()).hexdigest() for name, f in files.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--baseline-ref", default="HEAD~1", help="git ref of the baseline (default: the previous commit)")
@@ -103,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         identical = compare_evals(first["baseline"], first["candidate"], args.seed, common)
         same_warm_start = (first["baseline"] / f"seed{args.seed}" / "start" / "model.safetensors").read_bytes() == \
             (first["candidate"] / f"seed{args.seed}" / "start" / "model.safetensors").read_bytes()
+        digests = {side: sha256s(first[side], args.seed, runs[side][0]["checkpoints"]) for side in first}
     med = {side: statistics.median(r["seconds"] for r in rs) for side, rs in runs.items()}
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
@@ -112,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "candidate": {"commit": candidate, "runs": runs["candidate"]},
         "median_seconds": med, "speedup": med["baseline"] / med["candidate"],
         "identical_warm_start_model": same_warm_start, "identical_evaluations": identical,
+        "sha256_first_run": digests,
     }
     for rs in runs.values():
         for r in rs:

@@ -5,7 +5,7 @@
 
 1. a tiny Qwen2 (char tokenizer, hidden 128, 4 layers) is warm-started by SFT on the synthetic
    arithmetic task's ``<think>`` scratchpads until its held-out greedy accuracy reaches the target;
-   a seed that misses it stops the run with exit status 1 and no comparison;
+   a seed that misses it stops the run with exit status 2 and no comparison;
 2. from that start, the same RL budget for GRPO (discrete rollouts) and SofT-GRPO (Gumbel soft
    thinking, the paper's estimator), with ``configs/quickstart.yaml``; ``--arms all`` adds SofT-GRPO
    scoring single-candidate soft steps as discrete (``softgrpo_degenerate``,

@@ -81,7 +81,10 @@ class SFTConfig:
         batch_size: sequences per step, sampled without replacement within a step.
         grad_clip: max global grad norm.
         max_steps: step budget; a run that misses ``target_accuracy`` within it failed.
-        eval_every: steps between held-out greedy evaluations (the stopping rule).
+        eval_every: steps between held-out greedy evaluations (the stopping rule). A check (100 greedy
+            decodes) costs about one step, and the accuracy jumps within a few dozen steps once the loss
+            is low, so checking every 25 stops up to 25 steps sooner than every 50 on the same trajectory
+            (the checks use no randomness). Batch 64 was tried: one seed of six plateaued at 9%.
         target_accuracy: stop once held-out greedy accuracy reaches it.
         max_new_tokens: decoding budget of the greedy evaluation.
     """
@@ -93,7 +96,7 @@ class SFTConfig:
     batch_size: int = 128
     grad_clip: float = 1.0
     max_steps: int = 1500
-    eval_every: int = 50
+    eval_every: int = 25
     target_accuracy: float = 0.4
     max_new_tokens: int = 48
 
