@@ -47,14 +47,15 @@ def test_fast_quickstart_writes_every_output_and_says_smoke(fast_run: Path) -> N
 
 
 def test_side_by_side_processes_give_the_same_results(fast_run: Path, tmp_path: Path) -> None:
-    """``--jobs 3`` (spawned processes, evaluations queued behind their arms) changes only the wall time, and
-    the default arms (GRPO, SofT-GRPO) give the same files as the run of every arm."""
+    """``--jobs 3`` (spawned processes, each evaluation's modes as two tasks queued behind the arms) changes only
+    the wall time, and the default arms (GRPO, SofT-GRPO) give the same files as the run of every arm."""
     out = tmp_path / "qs"
     assert main(["--fast", "--jobs", "3", "--out", str(out), "trainer.progress=false"]) == 0
     run = json.loads((out / "summary.json").read_text())["runs"][0]
     assert set(run["eval"]) == {"start", "grpo", "softgrpo"} and set(run["train"]) == {"grpo", "softgrpo"}
     assert not (out / "seed0" / "softgrpo_degenerate").exists()
     assert "degenerate" not in (out / "report.md").read_text()
+    assert not list((out / "seed0").glob("eval_*.*.json"))  # every mode's part merged into its checkpoint's file
     for checkpoint in ("start", "grpo", "softgrpo"):
         assert (out / "seed0" / f"eval_{checkpoint}.json").read_bytes() == \
             (fast_run / "seed0" / f"eval_{checkpoint}.json").read_bytes()

@@ -1,4 +1,4 @@
-"""The embedded default: SofT-GRPO vs GRPO end to end on 2 CPU cores in under 8 minutes.
+"""The embedded default: SofT-GRPO vs GRPO end to end on 2 CPU cores in 6-7 minutes.
 
     python -m softgrpo.quickstart [--out runs/quickstart] [--seeds N | --seed S] [--stage all|warmstart]
                                   [--arms grpo,softgrpo | all] [--fast] [key=value ...]

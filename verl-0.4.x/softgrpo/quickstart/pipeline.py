@@ -5,7 +5,8 @@ can run in separate processes (one CPU thread each, see :func:`run_stages`) and 
 
     seed0/start/                 the warm-started model (SFT) and sft.json
     seed0/<arm>/                 trainer output (checkpoints, metrics.jsonl) and final/ (the model)
-    seed0/eval_<checkpoint>.json per inference mode: eval's Pass@k summary (``eval.summary``)
+    seed0/eval_<checkpoint>.json per inference mode: eval's Pass@k summary (``eval.summary``); while
+                                 the modes run apart, each waits in eval_<checkpoint>.<mode>.json
 """
 
 from __future__ import annotations
@@ -192,13 +193,17 @@ def reward_gain(lines: Sequence[dict[str, Any]], window: int = 25) -> dict[str, 
     return {"reward_first": first, "reward_last": last, "reward_gain": last - first}
 
 
-def evaluate_checkpoint(args: QuickstartArgs, seed: int, checkpoint: str) -> dict[str, Any]:
-    """Discrete and soft inference of one checkpoint on the held-out rows: eval's Pass@k summary per mode."""
+def evaluate_mode(args: QuickstartArgs, seed: int, checkpoint: str, mode: str) -> dict[str, Any]:
+    """One inference mode of one checkpoint on the held-out rows: eval's Pass@k summary.
+
+    Each mode draws its samples from ``seed`` alone, so the modes can run in separate processes; the
+    summary waits in ``eval_<checkpoint>.<mode>.json`` until :func:`evaluate_checkpoint` merges them.
+    """
     torch.set_num_threads(1)
     out = seed_dir(args, seed)
-    path = out / f"eval_{checkpoint}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    part = out / f"eval_{checkpoint}.{mode}.json"
+    if part.is_file():
+        return json.loads(part.read_text())
     model_dir = out / ("start" if checkpoint == "start" else f"{checkpoint}/final")
     model, tok = _load_model(model_dir), _load_tokenizer(out / "start")
     cfg = args.load_arm_config(seed, "softgrpo", out)
@@ -207,21 +212,34 @@ def evaluate_checkpoint(args: QuickstartArgs, seed: int, checkpoint: str) -> dic
     prompts = [format_prompt(tok, r["prompt"], cfg.data.apply_chat_template) for r in rows]
     engine = SoftThinkingEngine(model, tok, compile_step=cfg.actor_rollout_ref.rollout.compile_step)
     grader = Grader(workers=1, timeout_s=cfg.custom_reward_function.timeout_s)
-    res: dict[str, Any] = {}
     try:
-        for mode in MODES:
-            samples = engine.generate(prompts, st.replace(enable_soft_thinking=mode == "soft"), n=args.eval_n,
-                                      max_new_tokens=cfg.data.max_response_length, seed=seed, batch_size=400)
-            grades = grade_completions(grader, DATA_SOURCE, [s.text for s in samples],
-                                       [rows[i // args.eval_n]["answer"] for i in range(len(samples))])
-            records = [{"problem_id": i // args.eval_n, "sample_index": i % args.eval_n, "correct": g.correct,
-                        "num_tokens": s.num_tokens, "num_thinking_tokens": s.num_thinking_tokens,
-                        "soft_share": s.soft_share, "grade_status": g.status}
-                       for i, (s, g) in enumerate(zip(samples, grades))]
-            res[mode] = summarize_benchmark(records, args.eval_n, seed=seed)
+        samples = engine.generate(prompts, st.replace(enable_soft_thinking=mode == "soft"), n=args.eval_n,
+                                  max_new_tokens=cfg.data.max_response_length, seed=seed, batch_size=400)
+        grades = grade_completions(grader, DATA_SOURCE, [s.text for s in samples],
+                                   [rows[i // args.eval_n]["answer"] for i in range(len(samples))])
     finally:
         grader.close()
+    records = [{"problem_id": i // args.eval_n, "sample_index": i % args.eval_n, "correct": g.correct,
+                "num_tokens": s.num_tokens, "num_thinking_tokens": s.num_thinking_tokens,
+                "soft_share": s.soft_share, "grade_status": g.status}
+               for i, (s, g) in enumerate(zip(samples, grades))]
+    summary = summarize_benchmark(records, args.eval_n, seed=seed)
+    atomic_write_json(part, summary)
+    return summary
+
+
+def evaluate_checkpoint(args: QuickstartArgs, seed: int, checkpoint: str) -> dict[str, Any]:
+    """Discrete and soft inference of one checkpoint: ``eval_<checkpoint>.json``, one summary per mode.
+
+    Runs the modes not yet done (:func:`evaluate_mode`), then merges their parts into the one file.
+    """
+    path = seed_dir(args, seed) / f"eval_{checkpoint}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    res = {mode: evaluate_mode(args, seed, checkpoint, mode) for mode in MODES}
     atomic_write_json(path, res)
+    for mode in MODES:
+        (seed_dir(args, seed) / f"eval_{checkpoint}.{mode}.json").unlink()
     return res
 
 
@@ -229,8 +247,10 @@ def run_stages(args: QuickstartArgs, seed: int) -> tuple[list[dict[str, Any]], l
     """Train ``args.arms`` and evaluate ``args.checkpoints``: (train infos, evals), both in that order.
 
     With ``args.jobs > 1`` the work runs in ``jobs`` fresh processes (spawn, one thread each) and an
-    evaluation starts as soon as its checkpoint exists: the start's evaluation runs beside the third
-    arm, an arm's evaluation beside the arms still training, so no core waits for a stage barrier.
+    evaluation starts as soon as its checkpoint exists: the start's evaluation runs beside the arms, an
+    arm's evaluation beside the arms still training, so no core waits for a stage barrier. Each
+    inference mode is its own task, so the last arm's evaluation runs on both cores, not one; the
+    parent merges the modes' parts (the files are the same as one process writes).
     The tiny model's forward is bound by per-op overhead, so a second thread barely helps one run;
     two runs side by side use both cores (measured gain in the README).
     """
@@ -239,11 +259,18 @@ def run_stages(args: QuickstartArgs, seed: int) -> tuple[list[dict[str, Any]], l
                 [evaluate_checkpoint(args, seed, c) for c in args.checkpoints])
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         arms = {pool.submit(train_arm, args, seed, arm): arm for arm in args.arms}
-        evals = {"start": pool.submit(evaluate_checkpoint, args, seed, "start")}
+
+        def submit_eval(checkpoint: str) -> list[Any]:  # one task a mode: the last checkpoint's modes share the cores
+            return [pool.submit(evaluate_mode, args, seed, checkpoint, mode) for mode in MODES]
+
+        evals = {"start": submit_eval("start")}
         for done in as_completed(arms):  # FIFO pool: an arm's evaluation queues behind the work already queued
-            evals[arms[done]] = pool.submit(evaluate_checkpoint, args, seed, arms[done])
+            evals[arms[done]] = submit_eval(arms[done])
         by_arm = {arm: f.result() for f, arm in arms.items()}
-        return [by_arm[arm] for arm in args.arms], [evals[c].result() for c in args.checkpoints]
+        for futures in evals.values():
+            for f in futures:
+                f.result()
+        return [by_arm[arm] for arm in args.arms], [evaluate_checkpoint(args, seed, c) for c in args.checkpoints]
 
 
 def run_seed(args: QuickstartArgs, seed: int) -> dict[str, Any]:
