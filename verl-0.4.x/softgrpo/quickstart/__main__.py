@@ -16,7 +16,7 @@
    ``passk.png``; per seed the models, trainer logs and evaluations under ``seed<S>/``.
 
 ``--stage warmstart --seed S`` runs only the warm start of one seed and prints one JSON line
-``{"seed", "steps", "greedy_accuracy", "seconds"}`` (a 2-minute check of a machine).
+``{"seed", "steps", "greedy_accuracy", "seconds"}`` (a 3-4 minute check of a machine with seed 0).
 """
 
 from __future__ import annotations
