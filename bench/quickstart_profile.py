@@ -7,7 +7,7 @@ One process, one thread per stage piece except the warm start (``--threads``, th
 
 * warm start: ``--sft-steps`` SFT steps of a fresh seed model (batch building, forward, backward,
   clip + AdamW) and one held-out greedy check (100 problems); scaled to ``--full-sft-steps``
-  (the README's seed 0: 550 steps, a check every 25);
+  (the README's seed 0: 525 steps, a check every 25);
 * each RL arm: ``--rl-steps`` trainer steps from the warm start (rollout split into model forward,
   sample step, trace recording and the rest of the decode loop; reward; old + reference
   log-probs; the PPO update), scaled to ``trainer.total_training_steps``;
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="threads of the warm-start piece (the quickstart's)")
     p.add_argument("--sft-steps", type=int, default=20)
-    p.add_argument("--full-sft-steps", type=int, default=550, help="README seed 0: 550 steps, 22 checks")
+    p.add_argument("--full-sft-steps", type=int, default=525, help="README seed 0: 525 steps, 21 checks")
     p.add_argument("--rl-steps", type=int, default=6)
     p.add_argument("--eval-problems", type=int, default=25)
     p.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=list(ARMS))

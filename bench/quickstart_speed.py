@@ -71,11 +71,6 @@ def run_default(tree: Path, out: Path, seed: int, extra: list[str]) -> dict[str,
             "checkpoints": sorted(run["eval"]), "out": str(out)}
 
 
-def compare_evals(a: Path, b: Path, seed: int, checkpoints: list[str]) -> dict[str, bool]:
-    return {c: (a / f"seed{seed}" / f"eval_{c}.json").read_bytes() == (b / f"seed{seed}" / f"eval_{c}.json").read_bytes()
-            for c in checkpoints}
-
-
 def sha256s(out: Path, seed: int, checkpoints: list[str]) -> dict[str, str]:
     """SHA-256 of a run's warm-start model and evaluation files: compare them with another clone's run."""
     files = {"start/model.safetensors": out / f"seed{seed}" / "start" / "model.safetensors",
@@ -109,10 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"side": side, "seconds": round(res["seconds"], 1), "stages": res["stages"]}), flush=True)
         first = {side: Path(r[0]["out"]) for side, r in runs.items()}
         common = [c for c in runs["candidate"][0]["checkpoints"] if c in runs["baseline"][0]["checkpoints"]]
-        identical = compare_evals(first["baseline"], first["candidate"], args.seed, common)
-        same_warm_start = (first["baseline"] / f"seed{args.seed}" / "start" / "model.safetensors").read_bytes() == \
-            (first["candidate"] / f"seed{args.seed}" / "start" / "model.safetensors").read_bytes()
         digests = {side: sha256s(first[side], args.seed, runs[side][0]["checkpoints"]) for side in first}
+    identical = {c: digests["baseline"][f"eval_{c}.json"] == digests["candidate"][f"eval_{c}.json"] for c in common}
+    same_warm_start = digests["baseline"]["start/model.safetensors"] == digests["candidate"]["start/model.safetensors"]
     med = {side: statistics.median(r["seconds"] for r in rs) for side, rs in runs.items()}
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),

@@ -201,7 +201,7 @@ def evaluate_mode(args: QuickstartArgs, seed: int, checkpoint: str, mode: str) -
     """
     torch.set_num_threads(1)
     out = seed_dir(args, seed)
-    part = out / f"eval_{checkpoint}.{mode}.json"
+    part = _eval_part(out, checkpoint, mode)
     if part.is_file():
         return json.loads(part.read_text())
     model_dir = out / ("start" if checkpoint == "start" else f"{checkpoint}/final")
@@ -233,14 +233,20 @@ def evaluate_checkpoint(args: QuickstartArgs, seed: int, checkpoint: str) -> dic
 
     Runs the modes not yet done (:func:`evaluate_mode`), then merges their parts into the one file.
     """
-    path = seed_dir(args, seed) / f"eval_{checkpoint}.json"
+    out = seed_dir(args, seed)
+    path = out / f"eval_{checkpoint}.json"
     if path.is_file():
         return json.loads(path.read_text())
     res = {mode: evaluate_mode(args, seed, checkpoint, mode) for mode in MODES}
     atomic_write_json(path, res)
     for mode in MODES:
-        (seed_dir(args, seed) / f"eval_{checkpoint}.{mode}.json").unlink()
+        _eval_part(out, checkpoint, mode).unlink()
     return res
+
+
+def _eval_part(out: Path, checkpoint: str, mode: str) -> Path:
+    """Where one mode's summary waits until its checkpoint's file is written."""
+    return out / f"eval_{checkpoint}.{mode}.json"
 
 
 def run_stages(args: QuickstartArgs, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
