@@ -98,8 +98,21 @@ def _pair_index(device: torch.device, ndim: int) -> Tensor:
 
 
 def _pick(i: Tensor, first: int, second: int) -> Tensor:
-    """The int ``first`` at pair position 0 and ``second`` at 1 (device arithmetic: no host-to-device copy)."""
+    """The int ``first`` at pair position 0 and ``second`` at 1 (device arithmetic: no host-to-device copy).
+
+    For ``0 <= first, second < 2^16`` only: Inductor folds ``+ - * %`` of aranges and constants into index
+    expressions, which Triton evaluates in int32, so a 32-bit constant here fails to compile on a GPU
+    (``Scalar 2654435769 is out of range for type int32``). :func:`_pick32` takes 32-bit constants.
+    """
+    if not (0 <= first <= _MASK16 and 0 <= second <= _MASK16):
+        raise ValueError(f"_pick takes 16-bit constants (got {first}, {second}); use _pick32")
     return i * (second - first) + first
+
+
+def _pick32(i: Tensor, first: int, second: int) -> Tensor:
+    """:func:`_pick` of 32-bit constants: two 16-bit picks joined by a shift (a bitwise op, which Inductor
+    computes in int64 instead of folding it into an int32 index expression)."""
+    return (_pick(i, first >> 16, second >> 16) << 16) | _pick(i, first & _MASK16, second & _MASK16)
 
 
 def _mulhilo(a: Tensor, m_lo: Tensor, m_hi: Tensor) -> tuple[Tensor, Tensor]:
@@ -132,7 +145,8 @@ def philox4x32_pairs(a: Tensor, c: Tensor, k0: Tensor, k1: Tensor) -> tuple[Tens
     # round r, pair position i: key word (i + r + 1) mod 2 (even rounds [k1, k0], odd rounds [k0, k1])
     r = torch.arange(PHILOX_ROUNDS, dtype=torch.int64, device=a.device).view(-1, *([1] * i.dim()))
     word = (i + r + 1) % 2  # 0: k0, 1: k1
-    keys = ((k0 + word * (k1 - k0) + r * (word * (PHILOX_W1 - PHILOX_W0) + PHILOX_W0)) & MASK32).unbind(0)
+    w = _pick32(word, PHILOX_W0, PHILOX_W1)  # W of the key word; r W < 2^36 is int64 tensor arithmetic
+    keys = ((k0 + word * (k1 - k0) + r * w) & MASK32).unbind(0)
     for rnd in range(PHILOX_ROUNDS):
         hi, lo = _mulhilo(a, m_lo[rnd % 2], m_hi[rnd % 2])
         if rnd:
