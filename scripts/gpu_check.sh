@@ -7,8 +7,10 @@
 #   scripts/gpu_check.sh                       all checks
 #   scripts/gpu_check.sh --only rng_bits       a subset (names in bench/gpu_check.py)
 # The trainer check imports omegaconf and math-verify. Where the image lacks them, fetch them on a
-# machine with internet (~0.5 MB) and pass the folder; they go into a temporary folder on PYTHONPATH:
-#   pip download --no-deps -d gpu_wheels omegaconf==2.3.1 antlr4-python3-runtime==4.9.3 \
+# machine with internet (~0.5 MB) and pass the folder; they go into a temporary folder on PYTHONPATH.
+# `pip wheel`, not `pip download`: antlr4-python3-runtime 4.9.3 is published as an sdist only, and an
+# sdist cannot be built on a machine without an index (run 2026-12-04 on an H200 image this way):
+#   pip wheel --no-deps -w gpu_wheels omegaconf==2.3.1 antlr4-python3-runtime==4.9.3 \
 #       math-verify==0.9.0 latex2sympy2_extended==1.11.0
 #   GPU_CHECK_WHEELS=gpu_wheels scripts/gpu_check.sh
 set -uo pipefail
