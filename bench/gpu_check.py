@@ -22,6 +22,8 @@ failing check never stops the others; exit status 1 if any check failed or error
                      replay parity of each (<= 1e-4 fp32, <= 0.02 bf16), tokens agreeing
 ``trainer_update_bf16`` one reference-trainer step (rollout, replay, PPO update) in bf16:
                      replay parity <= 0.01, finite gradient norm
+``train_cli_resume`` ``python -m softgrpo.train`` on the device (fp32): 2 steps and a checkpoint, then the
+                     same command with 3 steps resumes from it; replay parity <= 1e-4, PPO ratio exactly 1
 
 Results go to ``bench/results/gpu_check.json`` (``--out``).
 """
@@ -42,7 +44,7 @@ from typing import Any
 
 import torch
 
-from bench import gpu_check_steps  # registers the step checks
+from bench import gpu_check_steps, gpu_check_train  # noqa: F401  (they register their checks)
 from bench.gpu_check_lib import CHECKS, CheckFailed, Ctx, Skipped, check, require
 
 __all__ = ["CHECKS", "ORDER", "CheckFailed", "Skipped", "main", "run_checks"]
@@ -147,7 +149,8 @@ def trainer_update_bf16(ctx: Ctx) -> dict[str, Any]:
 
 
 # cheap checks first: a run cut short by the time limit keeps the most
-ORDER = ("rng_bits", "hf_bf16_vs_fp32", "trainer_update_bf16", "compiled_step", "sglang_table_step", "cudagraph_step")
+ORDER = ("rng_bits", "hf_bf16_vs_fp32", "trainer_update_bf16", "train_cli_resume", "compiled_step", "sglang_table_step",
+         "cudagraph_step")
 
 
 # ------------------------------------------------------------------------------------------------

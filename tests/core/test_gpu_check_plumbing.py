@@ -87,3 +87,5 @@ def test_every_check_passes_on_cpu_quick(tmp_path: Path) -> None:
     n = report["checks"]
     assert n["trainer_update_bf16"]["numbers"]["dtype"] == "torch.bfloat16"
     assert n["sglang_table_step"]["numbers"]["packed_row_bytes"] == 8 * 32 + 7
+    cli = n["train_cli_resume"]["numbers"]  # the trainer's CLI: a checkpoint at step 2, resumed for step 3
+    assert cli["steps_logged"] == [1, 2, 3] and cli["resumed_message"] and cli["first_minibatch_log_ratio_max"] == 0.0
