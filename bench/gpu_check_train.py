@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,10 +24,9 @@ def _train(ctx: Ctx, out: str, steps: int) -> subprocess.CompletedProcess:
         "actor_rollout_ref.actor.ppo_mini_batch_size=2", "actor_rollout_ref.actor.ppo_micro_batch_size=8",
         "custom_reward_function.workers=1",
     ]
-    paths = [str(ROOT / "sglang_soft_thinking_pkg"), str(ROOT / "verl-0.4.x"), str(ROOT)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths + [p for p in [os.environ.get("PYTHONPATH")] if p])}
     cmd = [sys.executable, "-m", "softgrpo.train", "--config", str(ROOT / "configs" / "quickstart.yaml"), *overrides]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    # the child finds the packages as this process did (an install, or gpu_check.sh's PYTHONPATH)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
 @check

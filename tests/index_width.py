@@ -48,8 +48,7 @@ def wide_index_nodes(gm: torch.fx.GraphModule, *args: Any) -> list[str]:
             if node.op != "call_function":
                 return out
             op = _op(node)
-            tensors = [a for a in node.all_input_nodes]
-            if op in SOURCES or (op in ARITH | VIEWS | {"getitem"} and all(a in index_only for a in tensors)):
+            if op in SOURCES or (op in ARITH | VIEWS | {"getitem"} and all(a in index_only for a in node.all_input_nodes)):
                 index_only.add(node)
                 if op in ARITH:
                     consts = [a for a in node.args if isinstance(a, int) and not isinstance(a, bool)]

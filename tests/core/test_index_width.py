@@ -54,5 +54,5 @@ def test_negative_control_the_old_key_schedule_is_flagged() -> None:
         return (k0 + word * (k1 - k0) + r * (word * (PHILOX_W1 - PHILOX_W0) + PHILOX_W0)) & MASK32
 
     found = wide_index_in_compiled(old_keys, torch.tensor([5], dtype=torch.int64), torch.tensor([9], dtype=torch.int64))
-    assert found and any(str(PHILOX_W0) in line or "peak" in line for line in found), found
+    assert found and any(str(PHILOX_W0) in line for line in found), found
     assert max(int(line.rsplit("peak |value| ", 1)[1].rstrip(")")) for line in found) >= 2**31
